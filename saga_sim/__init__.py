@@ -1,0 +1,49 @@
+"""saga-sim: simulate the saga pattern, orchestrated and choreographed, under the same faults.
+
+The public API::
+
+    import saga_sim as ss
+    sc = ss.load_scenario("scenarios/user_registration.yaml")   # raises ss.ScenarioError
+    run = ss.simulate(sc, style="orchestration", faults=[...], seed=7)
+    cmp = ss.compare(sc, faults=[...], seed=7)
+"""
+
+from .checks import INVARIANTS, OUTCOMES, Violation
+from .faults import FAULT_KINDS, describe_fault
+from .run import Comparison, Divergence, Run, compare, simulate
+from .scenario import (
+    Problem,
+    Scenario,
+    ScenarioError,
+    load_scenario,
+    parse_faults,
+    parse_scenario,
+)
+from .styles import STYLES, choreography_flow, orchestration_states
+from .trace import EVENT_COLUMNS, EVENT_KINDS
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "EVENT_KINDS",
+    "FAULT_KINDS",
+    "INVARIANTS",
+    "OUTCOMES",
+    "STYLES",
+    "Comparison",
+    "Divergence",
+    "Problem",
+    "Run",
+    "Scenario",
+    "ScenarioError",
+    "Violation",
+    "choreography_flow",
+    "compare",
+    "describe_fault",
+    "load_scenario",
+    "orchestration_states",
+    "parse_faults",
+    "parse_scenario",
+    "simulate",
+]

@@ -1,0 +1,232 @@
+"""Invariants checked on every finished run, and each saga's outcome, from the ground truth.
+
+The ground truth is the services' local stores: their journals of applied actions and
+compensations (``commit``, ``abort``, ``comp``, ``comp_null``, ``comp_fail``, ``refused``), not
+what a coordinator believes. Each invariant is a named function that reports the saga, the step
+and the trace rows (``Run.events`` index) that show a violation.
+
+Outcomes: ``completed`` (every step committed once, nothing undone), ``compensated`` (the saga
+failed and every committed step that can be undone was undone, nothing that cannot be undone
+committed), ``inconsistent`` (an invariant broke, or the saga was declared over with effects left
+that its semantics forbid), ``stalled`` (none of those by the horizon: work is still pending, or
+nobody will ever finish it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+__all__ = ["INVARIANTS", "OUTCOMES", "Violation", "judge"]
+
+OUTCOMES: tuple[str, ...] = ("completed", "compensated", "inconsistent", "stalled")
+
+INVARIANTS: dict[str, str] = {
+    "duplicate_effect": "An effect was applied twice: a step committed (or was compensated) again "
+    "while its first effect still stood.",
+    "action_after_compensation": "A step's action committed after its compensation had run "
+    "(a late request arrived after the saga gave up on it).",
+    "compensation_without_action": "A compensation undid an action that had never committed, "
+    "without being recorded as a null compensation.",
+    "compensation_order": "Compensations did not run in the reverse order of the actions: a step "
+    "was undone while a later step's effect still stood.",
+    "semantic_atomicity": "The saga ended with some effects applied and others not: neither all "
+    "steps committed nor every committed step undone.",
+}
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken invariant in one saga, with the trace rows that show it."""
+
+    invariant: str
+    saga: int
+    step: str
+    rows: tuple[int, ...]
+    message: str
+
+    @property
+    def explanation(self) -> str:
+        """What the invariant means, in a sentence."""
+        return INVARIANTS[self.invariant]
+
+
+# Journal entries: (time, seq, saga, step_index, op, service)
+Entry = tuple
+
+
+def _duplicate_effect(saga: int, entries: list[Entry], names: list[str]) -> list[Violation]:
+    out = []
+    live: dict[int, int] = {}
+    comped: dict[int, int] = {}
+    for _t, seq, _s, i, op, _svc in entries:
+        if op == "commit":
+            if i in live:
+                out.append(
+                    Violation(
+                        "duplicate_effect",
+                        saga,
+                        names[i],
+                        (live[i], seq),
+                        f"{names[i]} committed twice (rows {live[i]} and {seq})",
+                    )
+                )
+            live[i] = seq
+        elif op == "comp":
+            if i not in live and i in comped:
+                out.append(
+                    Violation(
+                        "duplicate_effect",
+                        saga,
+                        names[i],
+                        (comped[i], seq),
+                        f"{names[i]} compensated twice (rows {comped[i]} and {seq})",
+                    )
+                )
+            live.pop(i, None)
+            comped[i] = seq
+    return out
+
+
+def _action_after_compensation(
+    saga: int, entries: list[Entry], names: list[str]
+) -> list[Violation]:
+    out = []
+    undone: dict[int, int] = {}
+    for _t, seq, _s, i, op, _svc in entries:
+        if op in ("comp", "comp_null"):
+            undone.setdefault(i, seq)
+        elif op == "commit" and i in undone:
+            out.append(
+                Violation(
+                    "action_after_compensation",
+                    saga,
+                    names[i],
+                    (undone[i], seq),
+                    f"{names[i]} committed (row {seq}) after its compensation (row {undone[i]})",
+                )
+            )
+    return out
+
+
+def _compensation_without_action(
+    saga: int, entries: list[Entry], names: list[str]
+) -> list[Violation]:
+    out = []
+    committed: set[int] = set()
+    for _t, seq, _s, i, op, _svc in entries:
+        if op == "commit":
+            committed.add(i)
+        elif op == "comp" and i not in committed:
+            out.append(
+                Violation(
+                    "compensation_without_action",
+                    saga,
+                    names[i],
+                    (seq,),
+                    f"{names[i]} compensated (row {seq}) but its action never committed",
+                )
+            )
+    return out
+
+
+def _compensation_order(saga: int, entries: list[Entry], names: list[str]) -> list[Violation]:
+    out = []
+    live: dict[int, int] = {}  # step -> seq of the commit that stands
+    order: dict[int, int] = {}  # step -> position in commit order
+    for _t, seq, _s, i, op, _svc in entries:
+        if op == "commit":
+            live[i] = seq
+            order.setdefault(i, len(order))
+        elif op == "comp":
+            later = [j for j in live if j != i and order.get(j, -1) > order.get(i, -1)]
+            for j in sorted(later):
+                out.append(
+                    Violation(
+                        "compensation_order",
+                        saga,
+                        names[i],
+                        (live[j], seq),
+                        f"{names[i]} undone (row {seq}) while the later step "
+                        f"{names[j]} still stood (row {live[j]})",
+                    )
+                )
+            live.pop(i, None)
+    return out
+
+
+CHECKS: dict[str, Callable[[int, list[Entry], list[str]], list[Violation]]] = {
+    "duplicate_effect": _duplicate_effect,
+    "action_after_compensation": _action_after_compensation,
+    "compensation_without_action": _compensation_without_action,
+    "compensation_order": _compensation_order,
+}
+
+
+def judge(
+    entries: Iterable[Entry],
+    steps: list,
+    n_sagas: int,
+    declared: dict[int, tuple[str, float, str]],
+) -> tuple[dict[int, str], list[Violation]]:
+    """Decide every saga's outcome and list the violations.
+
+    Args:
+        entries: the services' journals, merged (any order; sorted here by trace row).
+        steps: the scenario's steps.
+        n_sagas: how many sagas the run started (1..n).
+        declared: saga -> (state, time, by), who said it ended, if anybody did.
+
+    Returns:
+        (outcome by saga, violations in saga order).
+    """
+    names = [s.name for s in steps]
+    no_undo = {i for i, s in enumerate(steps) if s.kind == "compensatable" and not s.undoable}
+    by_saga: dict[int, list[Entry]] = {}
+    for e in sorted(entries, key=lambda e: e[1]):
+        by_saga.setdefault(e[2], []).append(e)
+    outcomes: dict[int, str] = {}
+    violations: list[Violation] = []
+    n = len(steps)
+    for saga in range(1, n_sagas + 1):
+        es = by_saga.get(saga, [])
+        found: list[Violation] = []
+        for check in CHECKS.values():
+            found += check(saga, es, names)
+        live: dict[int, int] = {}
+        aborted = False
+        comps = 0
+        for _t, seq, _s, i, op, _svc in es:
+            if op == "commit":
+                live[i] = seq
+            elif op == "comp":
+                live.pop(i, None)
+                comps += 1
+            elif op == "abort":
+                aborted = True
+        if found:
+            outcome = "inconsistent"
+        elif len(live) == n and comps == 0:
+            outcome = "completed"
+        elif (aborted or saga in declared) and set(live) <= no_undo and len(live) < n:
+            outcome = "compensated"
+        elif saga in declared:
+            outcome = "inconsistent"
+            stuck = sorted(i for i in live if i not in no_undo)
+            found.append(
+                Violation(
+                    "semantic_atomicity",
+                    saga,
+                    names[stuck[0]] if stuck else "",
+                    tuple(live[i] for i in stuck),
+                    f"declared {declared[saga][0]} by {declared[saga][2]}, but "
+                    + ", ".join(names[i] for i in stuck)
+                    + " still stand(s) while other steps "
+                    "did not commit or were undone",
+                )
+            )
+        else:
+            outcome = "stalled"
+        outcomes[saga] = outcome
+        violations += found
+    return outcomes, violations

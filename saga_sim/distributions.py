@@ -1,0 +1,117 @@
+"""Probability distributions for durations, latencies and interarrival times.
+
+Each distribution is a frozen pydantic model with a ``dist`` tag and a ``sample(u)`` method
+that maps one uniform number ``u`` in [0, 1) to a value by the inverse of its CDF. Sampling by
+inversion lets the simulation feed every draw from its keyed, counter-based streams
+(``saga_sim.world.streams``): the same key gives the same ``u``, so the same value, in both
+styles (common random numbers).
+
+In a scenario file a distribution is written as a mapping (``{dist: exponential, mean: 0.02}``)
+or, for a constant, as a bare number (``0.02``).
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+__all__ = ["Constant", "Distribution", "Exponential", "Lognormal", "Uniform"]
+
+_STANDARD_NORMAL = NormalDist()
+
+
+class _Dist(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def sample(self, u: float) -> float:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def mean_value(self) -> float:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class Exponential(_Dist):
+    """Exponential distribution with the given mean (seconds)."""
+
+    dist: Literal["exponential"] = "exponential"
+    mean: float = Field(gt=0, le=1e6, description="mean, > 0")
+
+    def sample(self, u: float) -> float:
+        return -self.mean * math.log1p(-u)
+
+    @property
+    def mean_value(self) -> float:
+        return self.mean
+
+
+class Lognormal(_Dist):
+    """Lognormal distribution given by its own mean and standard deviation (not log-space)."""
+
+    dist: Literal["lognormal"] = "lognormal"
+    mean: float = Field(gt=0, le=1e6, description="mean, > 0")
+    sd: float = Field(ge=0, le=1e6, description="standard deviation, >= 0")
+
+    def sample(self, u: float) -> float:
+        if self.sd == 0:
+            return self.mean
+        s2 = math.log1p((self.sd / self.mean) ** 2)
+        mu = math.log(self.mean) - s2 / 2
+        u = min(max(u, 1e-12), 1 - 1e-12)
+        return math.exp(mu + math.sqrt(s2) * _STANDARD_NORMAL.inv_cdf(u))
+
+    @property
+    def mean_value(self) -> float:
+        return self.mean
+
+
+class Uniform(_Dist):
+    """Uniform distribution on [low, high]."""
+
+    dist: Literal["uniform"] = "uniform"
+    low: float = Field(ge=0, le=1e6, description="lower bound, >= 0")
+    high: float = Field(ge=0, le=1e6, description="upper bound, >= low")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Uniform:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+        return self
+
+    def sample(self, u: float) -> float:
+        return self.low + (self.high - self.low) * u
+
+    @property
+    def mean_value(self) -> float:
+        return (self.low + self.high) / 2
+
+
+class Constant(_Dist):
+    """Always the same value."""
+
+    dist: Literal["constant"] = "constant"
+    value: float = Field(ge=0, le=1e6, description="the value, >= 0")
+
+    def sample(self, u: float) -> float:
+        return self.value
+
+    @property
+    def mean_value(self) -> float:
+        return self.value
+
+
+def _number_is_constant(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return {"dist": "constant", "value": value}
+    return value
+
+
+Distribution = Annotated[
+    Exponential | Lognormal | Uniform | Constant,
+    Field(discriminator="dist"),
+    BeforeValidator(_number_is_constant),
+]
+"""Any distribution, chosen by its ``dist`` key; a bare number means a constant."""

@@ -1,0 +1,623 @@
+"""Scenarios: the saga a user writes in YAML, validated once, at the edge, into frozen models.
+
+``load_scenario`` and ``parse_scenario`` read a YAML file or text; ``parse_faults`` reads faults
+given apart from a scenario (the CLI's ``--fault``, the app, a notebook). Every problem found is
+collected into one ``ScenarioError``, each with the file, the field path (``steps[1].service``)
+and a sentence. The simulation never sees YAML or dicts, only these models.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from .distributions import Distribution, Exponential, Lognormal
+from .faults import Crash, FailCompensation, FailStep, Fault, Partition, _MessageFault
+
+__all__ = [
+    "MAX_FILE_BYTES",
+    "Network",
+    "Policy",
+    "Problem",
+    "Scenario",
+    "ScenarioError",
+    "Service",
+    "Step",
+    "Workload",
+    "load_scenario",
+    "parse_faults",
+    "parse_scenario",
+]
+
+MAX_FILE_BYTES = 1024 * 1024
+RESERVED_NODES = ("coordinator", "broker", "client")
+
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Service(_Model):
+    """A participant: a process with an inbox, workers and its own local store."""
+
+    description: str = ""
+    workers: int = Field(default=4, ge=1, le=1000, description="concurrent local transactions")
+
+
+class Step(_Model):
+    """One local transaction of the saga, owned by one service."""
+
+    name: Name
+    service: str
+    action: Name
+    compensation: Name | None = None
+    kind: Literal["compensatable", "pivot", "retriable"] = "compensatable"
+    duration: Distribution = Exponential(mean=0.02)
+    compensation_duration: Distribution | None = None
+    writes: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def undoable(self) -> bool:
+        """True when a compensation exists to run (a compensatable step with something to undo)."""
+        return self.kind == "compensatable" and self.compensation is not None
+
+
+class Network(_Model):
+    """Per-message latency, loss and duplication, shared by every link."""
+
+    latency: Distribution = Lognormal(mean=0.005, sd=0.002)
+    loss: float = Field(default=0.0, ge=0, lt=1)
+    duplicate: float = Field(default=0.0, ge=0, lt=1)
+
+
+class Policy(_Model):
+    """The coordinator's and participants' protocol settings."""
+
+    timeout: float = Field(default=0.5, gt=0, le=1e6, description="seconds to wait for a reply")
+    retries: int = Field(default=3, ge=0, le=100, description="re-sends after a timeout")
+    backoff: float = Field(default=2.0, ge=1, le=100, description="retry delay multiplier")
+    retry_delay: float = Field(default=0.05, ge=0, le=1e6, description="first retry delay, s")
+    compensation_retries: int = Field(default=5, ge=0, le=100)
+    idempotent: bool = Field(default=True, description="consumers deduplicate by message key")
+    barrier: bool = Field(default=True, description="refuse an action after its compensation")
+    redelivery: float | None = Field(
+        default=1.0,
+        gt=0,
+        le=1e6,
+        description="choreography: the broker redelivers a message not acknowledged after this "
+        "many seconds (null: only when the subscriber restarts)",
+    )
+
+
+class Workload(_Model):
+    """How many sagas start, and how far apart."""
+
+    sagas: int = Field(default=1, ge=1, le=1_000_000)
+    interarrival: Distribution = Exponential(mean=0.1)
+
+
+class Scenario(_Model):
+    """A saga, its services, network, policy, workload and faults."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)
+    title: str = ""
+    description: str = ""
+    services: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], Service]
+    steps: list[Step] = Field(min_length=1, max_length=100)
+    network: Network = Network()
+    policy: Policy = Policy()
+    workload: Workload = Workload()
+    faults: list[Fault] = Field(default_factory=list, max_length=1000)
+    horizon: float | None = Field(default=None, gt=0, le=1e7, description="simulated seconds")
+
+    @field_validator("services", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: ({} if s is None else s) for k, s in v.items()}
+        return v
+
+    def step_index(self, name: str) -> int:
+        """The position of the step called ``name``."""
+        for i, s in enumerate(self.steps):
+            if s.name == name:
+                return i
+        raise KeyError(name)
+
+    @property
+    def pivot_index(self) -> int | None:
+        """Index of the pivot step, if any."""
+        for i, s in enumerate(self.steps):
+            if s.kind == "pivot":
+                return i
+        return None
+
+    def to_yaml(self) -> str:
+        """The scenario as YAML text that ``parse_scenario`` reads back to an equal scenario."""
+        data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input: where (file, field path) and what."""
+
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        if not self.path:
+            where = self.file
+        elif self.path.startswith("["):
+            where = f"{self.file}{self.path}"
+        else:
+            where = f"{self.file}: {self.path}"
+        return f"{where}: {self.message}"
+
+
+class ScenarioError(ValueError):
+    """A scenario or fault list is invalid; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: Iterable[Problem]):
+        self.problems: list[Problem] = list(problems)
+        n = len(self.problems)
+        head = f"{n} problem{'s' if n != 1 else ''} found"
+        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+def _format_path(parts: Iterable[Any]) -> str:
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += ("." if out else "") + str(p)
+    return out
+
+
+def _unwrap(tp: Any) -> Any:
+    while typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _union_members(tp: Any) -> list[Any]:
+    tp = _unwrap(tp)
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        return [_unwrap(a) for a in typing.get_args(tp)]
+    return [tp]
+
+
+def _resolve(loc: tuple[Any, ...], root: Any) -> tuple[list[Any], Any]:
+    """Walk a pydantic error location through the models: (clean path, type at the end).
+
+    Discriminator tags that pydantic puts in locations (``faults.0.fail_step.step``) are
+    dropped from the path, so users see the path as they wrote it.
+    """
+    path: list[Any] = []
+    tp: Any = root
+    for part in loc:
+        tp = _unwrap(tp)
+        origin = typing.get_origin(tp)
+        members = _union_members(tp)
+        if len(members) > 1:
+            models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+            tagged = None
+            for m in models:
+                for key in ("kind", "dist"):
+                    f = m.model_fields.get(key)
+                    if f is not None and f.default == part:
+                        tagged = m
+            if tagged is not None:
+                tp = tagged
+                continue
+            nonnull = [m for m in members if m is not type(None)]
+            tp = nonnull[0] if nonnull else tp
+            tp = _unwrap(tp)
+            origin = typing.get_origin(tp)
+        if isinstance(part, str) and part.startswith(("function-", "literal[", "constrained")):
+            continue
+        path.append(part)
+        if origin in (list, tuple):
+            args = typing.get_args(tp)
+            tp = args[0] if args else Any
+        elif origin is dict:
+            tp = typing.get_args(tp)[1]
+        elif isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get(part)
+            if field is None:
+                for f in tp.model_fields.values():
+                    if f.alias == part:
+                        field = f
+            tp = field.annotation if field is not None else Any
+        else:
+            tp = Any
+    return path, tp
+
+
+def _allowed_keys(tp: Any) -> list[str]:
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [f.alias or n for n, f in tp.model_fields.items()]
+    return []
+
+
+_PATTERN_RULES = {
+    r"^[a-z0-9][a-z0-9-]*$": "must be lowercase letters, digits and '-', starting with a letter "
+    "or digit",
+    r"^[a-z][a-z0-9_]*$": "must be lowercase letters, digits and '_', starting with a letter",
+}
+
+
+def _problems_from_validation(
+    err: ValidationError, file: str, root: Any, prefix: str
+) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[tuple[str, str]] = set()
+    for e in err.errors(include_url=False):
+        loc = tuple(e["loc"])
+        etype = e["type"]
+        if etype == "extra_forbidden":
+            parent_path, parent_tp = _resolve(loc[:-1], root)
+            key = loc[-1]
+            allowed = _allowed_keys(parent_tp)
+            msg = f"unknown key {key!r}"
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            if close:
+                msg += f" (did you mean {close[0]!r}?)"
+            if allowed:
+                msg += f"; allowed keys: {', '.join(allowed)}"
+            path = _format_path([*parent_path, key])
+        else:
+            clean, _ = _resolve(loc, root)
+            path = _format_path(clean)
+            if etype == "missing":
+                msg = "required, but missing"
+            elif etype == "string_pattern_mismatch":
+                pattern = e.get("ctx", {}).get("pattern", "")
+                rule = _PATTERN_RULES.get(pattern, f"must match {pattern}")
+                msg = f"{rule} (got {e['input']!r})"
+            elif etype in ("union_tag_invalid", "union_tag_not_found"):
+                ctx = e.get("ctx", {})
+                tag = ctx.get("discriminator", "kind").strip("'")
+                expected = ctx.get("expected_tags", "")
+                if etype == "union_tag_not_found":
+                    msg = f"needs a {tag!r} key (one of: {expected})"
+                else:
+                    msg = f"unknown {tag} {ctx.get('tag')!r} (expected one of: {expected})"
+            else:
+                msg = e["msg"]
+                if msg.startswith("Value error, "):
+                    msg = msg[len("Value error, ") :]
+                if (
+                    "input" in e
+                    and etype not in ("model_type", "dict_type")
+                    and not isinstance(e["input"], (dict, list))
+                ):
+                    msg += f" (got {e['input']!r})"
+        if prefix:
+            path = prefix + (path if path.startswith("[") else "." + path if path else "")
+        if (path, msg) not in seen:
+            seen.add((path, msg))
+            problems.append(Problem(file, path, msg))
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
+# YAML
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+            )
+        seen[key] = True
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _load_yaml(text: str, file: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = exc.problem or exc.context or "malformed YAML"
+        raise ScenarioError([Problem(file, where, f"YAML syntax error: {what}")]) from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError([Problem(file, "", f"YAML syntax error: {exc}")]) from None
+
+
+# --------------------------------------------------------------------------------------------
+# References between parts
+
+
+def message_names(scenario: Scenario) -> list[str]:
+    """Every message name the scenario can produce, in either style."""
+    names = ["start_saga", "saga_requested"]
+    for s in scenario.steps:
+        names += [s.action, f"{s.action}.ok", f"{s.action}.failed"]
+        names += [f"{s.name}.succeeded", f"{s.name}.failed"]
+        if s.compensation:
+            names += [s.compensation, f"{s.compensation}.ok", f"{s.compensation}.failed"]
+            names += [f"{s.name}.compensated"]
+    return list(dict.fromkeys(names))
+
+
+def _fault_problems(faults: Iterable[Any], sc: Scenario, file: str, prefix: str) -> list[Problem]:
+    steps = [s.name for s in sc.steps]
+    services = list(sc.services)
+    nodes = services + list(RESERVED_NODES)
+    messages = message_names(sc)
+    out: list[Problem] = []
+
+    def unknown(path: str, what: str, value: str, known: list[str]) -> None:
+        close = difflib.get_close_matches(value, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        out.append(
+            Problem(file, path, f"unknown {what} {value!r}{hint}; known: {', '.join(known)}")
+        )
+
+    for i, f in enumerate(faults):
+        base = f"{prefix}[{i}]"
+        step = getattr(f, "step", None)
+        if step is not None and step not in steps:
+            unknown(f"{base}.step", "step", step, steps)
+        if isinstance(f, FailCompensation) and step in steps:
+            s = sc.steps[steps.index(step)]
+            if not s.undoable:
+                out.append(
+                    Problem(file, f"{base}.step", f"step {step!r} has no compensation to fail")
+                )
+        if (
+            isinstance(f, _MessageFault)
+            and f.compensation
+            and step in steps
+            and not sc.steps[steps.index(step)].undoable
+        ):
+            out.append(Problem(file, f"{base}.compensation", f"step {step!r} has no compensation"))
+        if isinstance(f, FailStep) and isinstance(f.saga, int) and f.saga > sc.workload.sagas:
+            out.append(
+                Problem(
+                    file,
+                    f"{base}.saga",
+                    f"saga {f.saga} does not exist (workload has {sc.workload.sagas})",
+                )
+            )
+        if isinstance(f, Crash) and f.service not in services:
+            unknown(f"{base}.service", "service", f.service, services)
+        if isinstance(f, Partition):
+            for j, node in enumerate(f.between):
+                if node != "*" and node not in nodes:
+                    unknown(f"{base}.between[{j}]", "node", node, [*nodes, "*"])
+            if f.between[0] == f.between[1]:
+                out.append(Problem(file, f"{base}.between", "the two sides must differ"))
+        if isinstance(f, _MessageFault):
+            if f.message is not None and f.message not in messages:
+                unknown(f"{base}.message", "message", f.message, messages)
+            if f.link_pair is not None:
+                for end in f.link_pair:
+                    if end != "*" and end not in nodes:
+                        unknown(f"{base}.link", "node", end, [*nodes, "*"])
+    return out
+
+
+def _reference_problems(sc: Scenario, file: str) -> list[Problem]:
+    out: list[Problem] = []
+    services = list(sc.services)
+    for name in services:
+        if name in RESERVED_NODES:
+            out.append(
+                Problem(
+                    file,
+                    f"services.{name}",
+                    f"{name!r} is reserved for the simulator's own node; choose another name",
+                )
+            )
+    seen: dict[str, int] = {}
+    phase = 0  # 0: compensatable, 1: after the pivot
+    order = {"compensatable": 0, "pivot": 1, "retriable": 2}
+    last_kind = "compensatable"
+    for i, s in enumerate(sc.steps):
+        if s.service not in services:
+            close = difflib.get_close_matches(s.service, services, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            out.append(
+                Problem(
+                    file,
+                    f"steps[{i}].service",
+                    f"unknown service {s.service!r}{hint}; known: {', '.join(services)}",
+                )
+            )
+        if s.name in seen:
+            out.append(
+                Problem(
+                    file,
+                    f"steps[{i}].name",
+                    f"duplicate step name {s.name!r} (also steps[{seen[s.name]}])",
+                )
+            )
+        seen.setdefault(s.name, i)
+        if order[s.kind] < order[last_kind] or (s.kind == "pivot" and phase == 1):
+            out.append(
+                Problem(
+                    file,
+                    f"steps[{i}].kind",
+                    f"a {s.kind} step cannot come after a "
+                    f"{last_kind} step: compensatable steps come first, then at most one "
+                    "pivot, then retriable steps",
+                )
+            )
+        if s.kind in ("pivot", "retriable") and s.compensation is not None:
+            out.append(
+                Problem(
+                    file,
+                    f"steps[{i}].compensation",
+                    f"a {s.kind} step is never "
+                    "compensated; remove its compensation or make it compensatable",
+                )
+            )
+        if s.kind == "pivot":
+            phase = 1
+        last_kind = s.kind if order[s.kind] >= order[last_kind] else last_kind
+    out += _fault_problems(sc.faults, sc, file, "faults")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
+    """Parse and validate a scenario from YAML text.
+
+    Args:
+        text: the YAML document.
+        source: the name shown in error messages (a file name).
+
+    Returns:
+        The validated, frozen scenario.
+
+    Raises:
+        ScenarioError: every problem found, each with its field path.
+    """
+    if len(text.encode("utf-8", errors="replace")) > MAX_FILE_BYTES:
+        raise ScenarioError(
+            [
+                Problem(
+                    source,
+                    "",
+                    f"the scenario is larger than {MAX_FILE_BYTES} "
+                    "bytes (1 MiB); scenario files are limited to that",
+                )
+            ]
+        )
+    data = _load_yaml(text, source)
+    return scenario_from_dict(data, source)
+
+
+def scenario_from_dict(data: Any, source: str = "<scenario>") -> Scenario:
+    """Validate an already-parsed mapping (for example ``yaml.safe_load`` output) as a scenario."""
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else f"a {type(data).__name__}"
+        raise ScenarioError(
+            [Problem(source, "", f"a scenario must be a YAML mapping, but the document is {kind}")]
+        )
+    try:
+        sc = Scenario.model_validate(data)
+    except ValidationError as err:
+        raise ScenarioError(_problems_from_validation(err, source, Scenario, "")) from None
+    problems = _reference_problems(sc, source)
+    if problems:
+        raise ScenarioError(problems)
+    return sc
+
+
+def load_scenario(path: str | os.PathLike[str]) -> Scenario:
+    """Read and validate a scenario file (YAML, at most 1 MiB).
+
+    Raises:
+        ScenarioError: the file is missing, too large, not YAML, or not a valid scenario.
+    """
+    p = Path(path)
+    name = str(path)
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise ScenarioError([Problem(name, "", f"cannot read the file: {exc.strerror}")]) from None
+    if size > MAX_FILE_BYTES:
+        raise ScenarioError(
+            [
+                Problem(
+                    name,
+                    "",
+                    f"the file is {size} bytes; scenario files are "
+                    f"limited to {MAX_FILE_BYTES} bytes (1 MiB)",
+                )
+            ]
+        )
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            [Problem(name, "", f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})")]
+        ) from None
+    except OSError as exc:
+        raise ScenarioError([Problem(name, "", f"cannot read the file: {exc.strerror}")]) from None
+    return parse_scenario(text, name)
+
+
+_FAULT_LIST = TypeAdapter(list[Fault])
+
+
+def parse_faults(items: Any, scenario: Scenario, source: str = "faults") -> tuple[Any, ...]:
+    """Validate faults given apart from a scenario, checking their references against it.
+
+    Args:
+        items: a list whose items are fault objects, mappings, or YAML flow-mapping strings
+            (``'{kind: fail_step, step: create_user}'``); a single string holding a YAML list
+            is accepted too.
+        scenario: the scenario the faults refer to.
+        source: the name used in error paths (``--fault``, ``faults``).
+
+    Raises:
+        ScenarioError: every problem found, with paths like ``--fault[0].step``.
+    """
+    if items is None:
+        return ()
+    if isinstance(items, str):
+        parsed = _load_yaml(items, source)
+        items = [] if parsed is None else parsed
+        if isinstance(items, dict):
+            items = [items]
+    if not isinstance(items, (list, tuple)):
+        raise ScenarioError([Problem(source, "", "faults must be a list of mappings")])
+    raw: list[Any] = []
+    problems: list[Problem] = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            try:
+                item = _load_yaml(item, f"{source}[{i}]")
+            except ScenarioError as err:
+                problems += err.problems
+                continue
+        if isinstance(item, BaseModel):
+            item = item.model_dump(by_alias=True)
+        raw.append(item)
+    if problems:
+        raise ScenarioError(problems)
+    try:
+        faults = _FAULT_LIST.validate_python(raw)
+    except ValidationError as err:
+        raise ScenarioError(_problems_from_validation(err, source, list[Fault], "")) from None
+    problems = _fault_problems(faults, scenario, source, "")
+    if problems:
+        raise ScenarioError(problems)
+    return tuple(faults)

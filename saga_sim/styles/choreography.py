@@ -1,0 +1,273 @@
+"""Choreography: no coordinator; services react to each other's domain events through a broker.
+
+The event flow is derived from the same step list the orchestrator walks (``derive``):
+
+- the service of step 0 subscribes to ``saga_requested``; the service of step i to
+  ``<step i-1>.succeeded``; the service of the last step, on success, sees the saga completed;
+- a step that aborts at or before the pivot publishes ``<step>.failed``; the service of the
+  nearest earlier compensatable step subscribes to it, compensates, and publishes
+  ``<step>.compensated``, which the service of the next earlier one listens to, and so on in
+  reverse order; the service that undoes the first one (or the failing one, when nothing before
+  it can be undone) sees the saga compensated;
+- a retriable step after the pivot is retried by its own service, with backoff, until it commits.
+
+Nobody owns the whole saga: each service keeps its own per-saga state, and a lost event that
+nobody waits for leaves the saga stalled. The broker keeps durable subscriptions: a message for a
+subscriber that is down waits for its restart, and a message not acknowledged (handled) within
+``policy.redelivery`` seconds, or when its subscriber restarts, is delivered again (same message
+id: the idempotent consumer ignores the copy). What the broker cannot save is an event that never
+reached it: a lost publish has nobody watching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from ..world.messages import ACTION, COMPENSATION, REPLY, REQUEST, Message
+from ..world.node import Node
+from ..world.service import BUSY, FAILED, OK, Service
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..scenario import Scenario
+    from ..world.world import World
+
+__all__ = ["Choreography", "Reaction", "choreography_flow", "derive"]
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """A service's subscription: on ``topic``, do ``what`` (run or compensate) for ``step``."""
+
+    topic: str
+    service: str
+    what: str  # "run" | "compensate"
+    step: int
+
+
+def _prev_undoable(sc: Scenario, i: int) -> int | None:
+    for k in range(i - 1, -1, -1):
+        if sc.steps[k].undoable:
+            return k
+    return None
+
+
+def derive(sc: Scenario) -> list[Reaction]:
+    """The subscriptions that make the saga run as a choreography, in a deterministic order."""
+    steps = sc.steps
+    out = [Reaction("saga_requested", steps[0].service, "run", 0)]
+    for i in range(1, len(steps)):
+        out.append(Reaction(f"{steps[i - 1].name}.succeeded", steps[i].service, "run", i))
+    for i, s in enumerate(steps):
+        if s.kind != "retriable":
+            k = _prev_undoable(sc, i)
+            if k is not None:
+                out.append(Reaction(f"{s.name}.failed", steps[k].service, "compensate", k))
+        if s.undoable:
+            k = _prev_undoable(sc, i)
+            if k is not None:
+                out.append(Reaction(f"{s.name}.compensated", steps[k].service, "compensate", k))
+    return out
+
+
+def choreography_flow(scenario: Scenario) -> pd.DataFrame:
+    """The derived event flow: one row per (event, publisher, subscriber) edge.
+
+    Columns: ``topic``, ``publisher``, ``subscriber``, ``reaction`` (``run <step>`` /
+    ``compensate <step>``), ``path`` (``forward`` / ``failure`` / ``compensation``).
+    """
+    steps = scenario.steps
+    rows = []
+    for r in derive(scenario):
+        if r.topic == "saga_requested":
+            pub, path = "client", "forward"
+        else:
+            name, outcome = r.topic.rsplit(".", 1)
+            pub = steps[scenario.step_index(name)].service
+            path = {"succeeded": "forward", "failed": "failure"}.get(outcome, "compensation")
+        verb = "run" if r.what == "run" else "compensate"
+        rows.append((r.topic, pub, r.service, f"{verb} {steps[r.step].name}", path))
+    return pd.DataFrame(rows, columns=["topic", "publisher", "subscriber", "reaction", "path"])
+
+
+class Broker(Node):
+    """Publish/subscribe with durable subscriptions and redelivery of unacknowledged messages."""
+
+    def __init__(self, world: World, reactions: list[Reaction]):
+        super().__init__(world, "broker")
+        self.subs: dict[str, list[Reaction]] = {}
+        for r in reactions:
+            self.subs.setdefault(r.topic, []).append(r)
+        self.unacked: dict[str, dict[int, Message]] = {name: {} for name in world.services}
+        self.send = world.network.send
+        for name, svc in world.services.items():
+            svc.on_restart.append(lambda name=name: self._redeliver(name))
+
+    def receive(self, m: Message) -> None:
+        for r in self.subs.get(m.name, ()):
+            phase = ACTION if r.what == "run" else COMPENSATION
+            svc = self.world.services[r.service]
+            if svc.up:
+                d = Message(m.saga, m.name, "event", self.name, r.service, r.step, REQUEST, phase)
+                self.send(d)
+                self._watch(d)
+            else:
+                # Held for a subscriber that is down: it gets its id now and is sent on restart.
+                net = self.world.network
+                net.next_id += 1
+                d = Message(
+                    m.saga,
+                    m.name,
+                    "event",
+                    self.name,
+                    r.service,
+                    r.step,
+                    REQUEST,
+                    phase,
+                    0,
+                    "",
+                    net.next_id,
+                )
+            self.unacked[r.service][d.msg_id] = d
+
+    def _watch(self, d: Message) -> None:
+        """Redeliver ``d`` if it is still unacknowledged after the redelivery timeout."""
+        wait = self.world.scenario.policy.redelivery
+        if wait is None:
+            return
+        timer = self.env.timeout(wait)
+        timer.callbacks.append(lambda _t: self._overdue(d))
+
+    def _overdue(self, d: Message) -> None:
+        pending = self.unacked[d.target]
+        if pending.get(d.msg_id) is not d or not self.world.services[d.target].up:
+            return  # acknowledged, already redelivered, or waiting for a restart
+        again = d.redelivery(d.attempt + 1, "redelivered: not acknowledged in time")
+        pending[d.msg_id] = again
+        self.send(again)
+        self._watch(again)
+
+    def ack(self, service: str, msg_id: int) -> None:
+        self.unacked[service].pop(msg_id, None)
+
+    def _redeliver(self, service: str) -> None:
+        pending = self.unacked[service]
+        for msg_id in sorted(pending):
+            d = pending[msg_id]
+            note = "redelivered after restart" if d.attempt else f"held while {service} was down"
+            again = d.redelivery(d.attempt + 1, note)
+            pending[msg_id] = again
+            self.send(again)
+            self._watch(again)
+
+
+class Choreography:
+    """Plugs a broker into the world and gives each service its derived reactions."""
+
+    name = "choreography"
+
+    def __init__(self, world: World):
+        self.world = world
+        sc = world.scenario
+        self.reactions = derive(sc)
+        self.broker = Broker(world, self.reactions)
+        world.add_node(self.broker)
+        self.by_topic: dict[tuple[str, str], list[Reaction]] = {}
+        for r in self.reactions:
+            self.by_topic.setdefault((r.topic, r.service), []).append(r)
+        self.prev_undoable = [_prev_undoable(sc, i) for i in range(len(sc.steps))]
+        handler = self._handle
+        for svc in world.services.values():
+            svc.handler = handler
+
+    def run(self) -> None:
+        self.world.run("broker", "saga_requested", "event")
+
+    def _publish(
+        self, svc: Service, saga: int, topic: str, i: int, phase: int, attempt: int
+    ) -> None:
+        self.world.network.send(
+            Message(saga, topic, "event", svc.name, "broker", i, REPLY, phase, attempt)
+        )
+
+    def _declare(self, svc: Service, saga: int, state: str) -> None:
+        svc.world.tracer.emit("state", saga, svc.name, "", "", "", 0, 0, state)
+        svc.world.declare(saga, state, svc.name)
+
+    def _handle(self, svc: Service, m: Message) -> Generator:
+        if svc.is_duplicate(m):
+            self.broker.ack(svc.name, m.msg_id)
+            return
+        busy = False
+        for r in self.by_topic.get((m.name, svc.name), ()):
+            if r.what == "run":
+                res = yield from self._run_step(svc, m, r.step)
+            else:
+                res = yield from self._compensate(svc, m, r.step)
+            busy = busy or res == BUSY
+        if not busy:  # a copy of work in progress elsewhere: that handler will acknowledge
+            svc.handled(m)
+            self.broker.ack(svc.name, m.msg_id)
+
+    def _backoff(self, svc: Service, saga: int, i: int, name: str, attempt: int) -> Generator:
+        pol = svc.world.scenario.policy
+        wait = pol.retry_delay * pol.backoff ** (attempt - 1)
+        svc.world.tracer.emit(
+            "retry",
+            saga,
+            svc.name,
+            svc.name,
+            svc.world.scenario.steps[i].name,
+            name,
+            0,
+            attempt + 1,
+            f"local retry {attempt + 1} after {wait:.3g}s",
+        )
+        if wait > 0:
+            yield svc.env.timeout(wait)
+
+    def _run_step(self, svc: Service, m: Message, i: int) -> Generator:
+        sc = svc.world.scenario
+        step = sc.steps[i]
+        saga = m.saga
+        tries = 0
+        while True:
+            tries += 1
+            res = yield from svc.run_action(saga, i, m)
+            if res == OK:
+                self._publish(svc, saga, f"{step.name}.succeeded", i, ACTION, tries)
+                if i == len(sc.steps) - 1:
+                    self._declare(svc, saga, "completed")
+                return res
+            if res != FAILED:  # ALREADY, BUSY, REFUSED: nothing to publish
+                return res
+            if step.kind == "retriable":
+                yield from self._backoff(svc, saga, i, step.action, tries)
+                continue
+            self._publish(svc, saga, f"{step.name}.failed", i, ACTION, tries)
+            if self.prev_undoable[i] is None:
+                self._declare(svc, saga, "compensated")
+            return res
+
+    def _compensate(self, svc: Service, m: Message, c: int) -> Generator:
+        sc = svc.world.scenario
+        step = sc.steps[c]
+        saga = m.saga
+        tries = 0
+        while True:
+            tries += 1
+            res = yield from svc.run_compensation(saga, c, m)
+            if res == OK:
+                self._publish(svc, saga, f"{step.name}.compensated", c, COMPENSATION, tries)
+                if self.prev_undoable[c] is None:
+                    self._declare(svc, saga, "compensated")
+                return res
+            if res != FAILED:  # ALREADY or BUSY
+                return res
+            if tries > sc.policy.compensation_retries:
+                self._declare(svc, saga, "failed")
+                return res
+            yield from self._backoff(svc, saga, c, step.compensation, tries)

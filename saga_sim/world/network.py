@@ -1,0 +1,231 @@
+"""The network: latency, loss, duplication, partitions and message faults between named nodes.
+
+Every send becomes a SimPy timeout whose callback delivers the message to its target node; a
+message is traced when sent, and again when delivered, dropped or duplicated. Latencies are
+drawn per message from the run's streams, so messages overtake each other when jitter says so.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..faults import Delay, Drop, Duplicate, Partition, describe_fault
+from .messages import COMPENSATION, REPLY, REQUEST, Message
+from .streams import DUPLICATE, LATENCY, LOSS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .world import World
+
+__all__ = ["Network"]
+
+_LEG = {"request": REQUEST, "reply": REPLY}
+
+
+class _MessageRule:
+    """A drop/duplicate/delay fault compiled for fast matching, with its remaining count."""
+
+    __slots__ = ("fault", "label", "leg", "link", "name", "phase", "remaining", "saga", "step")
+
+    def __init__(self, fault: Drop | Duplicate | Delay, step_index: dict[str, int]):
+        self.fault = fault
+        self.label = describe_fault(fault)
+        self.remaining = fault.count  # None: unlimited (delay only)
+        self.step = step_index[fault.step] if fault.step is not None else None
+        self.leg = _LEG.get(fault.leg)
+        self.phase = COMPENSATION if fault.compensation else None
+        if fault.step is not None and not fault.compensation:
+            self.phase = 0
+        self.name = fault.message
+        self.link = fault.link_pair
+        self.saga = None if fault.saga == "all" else fault.saga
+
+    def matches(self, m: Message) -> bool:
+        if self.remaining is not None and self.remaining <= 0:
+            return False
+        if self.saga is not None and m.saga != self.saga:
+            return False
+        if self.step is not None and (m.step != self.step or m.phase != self.phase):
+            return False
+        if self.leg is not None and self.step is not None and m.leg != self.leg:
+            return False
+        if self.name is not None and m.name != self.name:
+            return False
+        if self.link is not None:
+            a, b = self.link
+            if (a != "*" and a != m.source) or (b != "*" and b != m.target):
+                return False
+        return True
+
+    def use(self) -> None:
+        if self.remaining is not None:
+            self.remaining -= 1
+
+
+class Network:
+    """Delivers messages between the world's nodes."""
+
+    def __init__(self, world: World):
+        self.world = world
+        self.env = world.env
+        self.emit = world.tracer.emit
+        self.u = world.streams.u
+        net = world.scenario.network
+        self.latency = net.latency.sample
+        self.loss = net.loss
+        self.dup = net.duplicate
+        self.next_id = 0
+        self.sent = 0
+        idx = world.step_index
+        self.drops = [_MessageRule(f, idx) for f in world.faults if isinstance(f, Drop)]
+        self.dups = [_MessageRule(f, idx) for f in world.faults if isinstance(f, Duplicate)]
+        self.delays = [_MessageRule(f, idx) for f in world.faults if isinstance(f, Delay)]
+        self.partitions = [
+            (f.between[0], f.between[1], f.at, f.at + f.duration, describe_fault(f))
+            for f in world.faults
+            if isinstance(f, Partition)
+        ]
+        self.step_names = [s.name for s in world.scenario.steps]
+
+    # ---------------------------------------------------------------------------------------
+
+    def _cut(self, src: str, dst: str) -> str | None:
+        now = self.env.now
+        for a, b, start, end, label in self.partitions:
+            if start <= now < end and (
+                ((a == "*" or a == src) and (b == "*" or b == dst))
+                or ((a == "*" or a == dst) and (b == "*" or b == src))
+            ):
+                return label
+        return None
+
+    def _step_name(self, m: Message) -> str:
+        return self.step_names[m.step] if m.step >= 0 else ""
+
+    def send(self, m: Message) -> None:
+        """Put a message on the network (it gets an id unless it is a redelivery)."""
+        if m.msg_id == 0:
+            self.next_id += 1
+            m.msg_id = self.next_id
+        self.sent += 1
+        step = self._step_name(m)
+        emit = self.emit
+        emit("send", m.saga, m.source, m.target, step, m.name, m.msg_id, m.attempt, m.note)
+        if self.partitions:
+            cut = self._cut(m.source, m.target)
+            if cut is not None:
+                emit(
+                    "drop",
+                    m.saga,
+                    m.source,
+                    m.target,
+                    step,
+                    m.name,
+                    m.msg_id,
+                    m.attempt,
+                    f"partition ({cut})",
+                )
+                return
+        for rule in self.drops:
+            if rule.matches(m):
+                rule.use()
+                emit(
+                    "drop",
+                    m.saga,
+                    m.source,
+                    m.target,
+                    step,
+                    m.name,
+                    m.msg_id,
+                    m.attempt,
+                    f"fault: {rule.label}",
+                )
+                return
+        key = (m.saga, m.step, m.leg, m.phase, m.attempt)
+        if self.loss and self.u(LOSS, *key) < self.loss:
+            emit(
+                "drop",
+                m.saga,
+                m.source,
+                m.target,
+                step,
+                m.name,
+                m.msg_id,
+                m.attempt,
+                "lost by the network",
+            )
+            return
+        extra = 0.0
+        for rule in self.delays:
+            if rule.matches(m):
+                rule.use()
+                extra += rule.fault.extra
+        self._schedule(self.latency(self.u(LATENCY, *key, 0)) + extra, m, 0)
+        duplicated = None
+        for rule in self.dups:
+            if rule.matches(m):
+                rule.use()
+                duplicated = f"fault: {rule.label}"
+                break
+        if duplicated is None and self.dup and self.u(DUPLICATE, *key) < self.dup:
+            duplicated = "duplicated by the network"
+        if duplicated is not None:
+            emit(
+                "duplicate",
+                m.saga,
+                m.source,
+                m.target,
+                step,
+                m.name,
+                m.msg_id,
+                m.attempt,
+                duplicated,
+            )
+            self._schedule(self.latency(self.u(LATENCY, *key, 1)) + extra, m, 1)
+
+    def _schedule(self, delay: float, m: Message, copy: int) -> None:
+        ev = self.env.timeout(delay)
+        ev.callbacks.append(lambda _ev: self._arrive(m, copy))
+
+    def _arrive(self, m: Message, copy: int) -> None:
+        step = self._step_name(m)
+        if self.partitions:
+            cut = self._cut(m.source, m.target)
+            if cut is not None:
+                self.emit(
+                    "drop",
+                    m.saga,
+                    m.source,
+                    m.target,
+                    step,
+                    m.name,
+                    m.msg_id,
+                    m.attempt,
+                    f"partition ({cut})",
+                )
+                return
+        node = self.world.nodes[m.target]
+        if not node.up:
+            self.emit(
+                "drop",
+                m.saga,
+                m.source,
+                m.target,
+                step,
+                m.name,
+                m.msg_id,
+                m.attempt,
+                f"{m.target} is down",
+            )
+            return
+        self.emit(
+            "deliver",
+            m.saga,
+            m.source,
+            m.target,
+            step,
+            m.name,
+            m.msg_id,
+            m.attempt,
+            "second copy" if copy else m.note,
+        )
+        node.receive(m)

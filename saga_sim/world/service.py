@@ -1,0 +1,327 @@
+"""Services: SimPy processes with an inbox, workers and a local store (their own database).
+
+A service runs local transactions for the steps it owns. A transaction takes its drawn
+duration, then commits (its record goes into the store and its journal) or aborts. The
+store survives crashes; work in progress does not: a crash interrupts the workers (a SimPy
+``Interrupt``) and loses the inbox. Idempotency (deduplication by message id and by saga step)
+and the barrier (refusing an action whose compensation already ran) live here, shared by both
+styles; the style gives the service its ``handler`` for incoming messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING
+
+import simpy
+
+from ..faults import FailCompensation, FailStep
+from .node import Node
+from .streams import COMP_SERVICE, SERVICE
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..scenario import Service as ServiceSpec
+    from .messages import Message
+    from .world import World
+
+__all__ = ["Effect", "Service"]
+
+RUNNING = "running"
+COMMITTED = "committed"
+COMPENSATING = "compensating"
+COMPENSATED = "compensated"
+NULL_COMPENSATED = "null_compensated"
+
+# Results of run_action / run_compensation
+OK = "ok"
+FAILED = "failed"
+ALREADY = "already"  # idempotent hit: the effect is already there
+BUSY = "busy"  # the same work is in progress: ignore this copy
+REFUSED = "refused"  # barrier: the compensation already ran
+
+
+class Effect(tuple):
+    """One journal entry of a service's store: (time, seq, saga, step, op, service)."""
+
+    __slots__ = ()
+
+
+def _fill(template: str, saga: int) -> str:
+    try:
+        return template.format(saga=saga)
+    except (KeyError, IndexError, ValueError):
+        return template
+
+
+class Service(Node):
+    """A participant service."""
+
+    def __init__(self, world: World, name: str, spec: ServiceSpec):
+        super().__init__(world, name)
+        self.inbox = simpy.Store(self.env)
+        self.handler: Callable[[Service, Message], Generator] | None = None
+        self.status: dict[tuple[int, int], str] = {}
+        self.attempts: dict[tuple[int, int], int] = {}
+        self.comp_attempts: dict[tuple[int, int], int] = {}
+        self.records: dict[tuple[int, int], dict[str, str]] = {}
+        self.seen: set[int] = set()
+        self.journal: list[tuple] = []
+        self.busy: dict[simpy.Process, Message] = {}
+        self.workers = [self.env.process(self._work()) for _ in range(spec.workers)]
+        sc = world.scenario
+        self._steps = sc.steps
+        self._policy = sc.policy
+        self._u = world.streams.u
+        self._emit = world.tracer.emit
+        self._fail = world.fail_step
+        self._fail_comp = world.fail_compensation
+
+    # --- message loop ------------------------------------------------------------------------
+
+    def receive(self, m: Message) -> None:
+        self.inbox.put(m)
+
+    def _work(self) -> Generator:
+        env = self.env
+        while True:
+            m = yield self.inbox.get()
+            proc = env.active_process
+            self.busy[proc] = m
+            try:
+                yield from self.handler(self, m)
+            except simpy.Interrupt:
+                pass
+            finally:
+                del self.busy[proc]
+
+    def _lose_work(self) -> None:
+        for proc, m in list(self.busy.items()):
+            self._emit(
+                "work_lost",
+                m.saga,
+                self.name,
+                "",
+                self._step_label(m.step),
+                m.name,
+                m.msg_id,
+                m.attempt,
+                "in-flight work lost in the crash",
+            )
+            proc.interrupt("crash")
+        for m in list(self.inbox.items):
+            self._emit(
+                "drop",
+                m.saga,
+                m.source,
+                self.name,
+                self._step_label(m.step),
+                m.name,
+                m.msg_id,
+                m.attempt,
+                f"queued at {self.name}, lost in the crash",
+            )
+        self.inbox.items.clear()
+        for key, st in list(self.status.items()):
+            if st == RUNNING:
+                del self.status[key]
+            elif st == COMPENSATING:
+                self.status[key] = COMMITTED
+
+    def _step_label(self, i: int) -> str:
+        return self._steps[i].name if i >= 0 else ""
+
+    def is_duplicate(self, m: Message) -> bool:
+        """True (and traced) when this exact message was already handled and dedup is on."""
+        if self._policy.idempotent and m.msg_id in self.seen:
+            self._emit(
+                "ignored",
+                m.saga,
+                self.name,
+                m.source,
+                self._step_label(m.step),
+                m.name,
+                m.msg_id,
+                m.attempt,
+                "duplicate message id: already handled",
+            )
+            return True
+        return False
+
+    def handled(self, m: Message) -> None:
+        """Remember that this message id is done (durably, with the local transaction)."""
+        self.seen.add(m.msg_id)
+
+    def _journal(self, seq: int, saga: int, i: int, op: str) -> None:
+        self.journal.append((self.env.now, seq, saga, i, op, self.name))
+
+    # --- local transactions ------------------------------------------------------------------
+
+    def run_action(self, saga: int, i: int, m: Message) -> Generator:
+        """Run step ``i``'s local transaction for ``saga``; returns OK, FAILED, ALREADY, BUSY or
+        REFUSED."""
+        key = (saga, i)
+        st = self.status.get(key)
+        step = self._steps[i]
+        pol = self._policy
+        if pol.idempotent and st in (COMMITTED, COMPENSATING, RUNNING):
+            what = "already committed" if st != RUNNING else "already in progress"
+            self._emit(
+                "ignored",
+                saga,
+                self.name,
+                m.source,
+                step.name,
+                m.name,
+                m.msg_id,
+                m.attempt,
+                f"{what} (idempotent consumer)",
+            )
+            return ALREADY if st != RUNNING else BUSY
+        if pol.barrier and st in (COMPENSATED, NULL_COMPENSATED):
+            seq = self._emit(
+                "tx_refused",
+                saga,
+                self.name,
+                "",
+                step.name,
+                step.action,
+                m.msg_id,
+                m.attempt,
+                "barrier: the compensation already ran",
+            )
+            self._journal(seq, saga, i, "refused")
+            return REFUSED
+        n = self.attempts.get(key, 0) + 1
+        self.attempts[key] = n
+        if st is None or pol.idempotent:
+            self.status[key] = RUNNING
+        yield self.env.timeout(step.duration.sample(self._u(SERVICE, saga, i, n)))
+        if self._fail(saga, i, n):
+            if self.status.get(key) == RUNNING:
+                del self.status[key]
+            seq = self._emit(
+                "tx_abort",
+                saga,
+                self.name,
+                "",
+                step.name,
+                step.action,
+                m.msg_id,
+                n,
+                "business failure (fail_step)",
+            )
+            self._journal(seq, saga, i, "abort")
+            return FAILED
+        st = self.status.get(key)
+        if pol.barrier and st in (COMPENSATED, NULL_COMPENSATED):
+            seq = self._emit(
+                "tx_refused",
+                saga,
+                self.name,
+                "",
+                step.name,
+                step.action,
+                m.msg_id,
+                n,
+                "barrier: the compensation ran while this action was running",
+            )
+            self._journal(seq, saga, i, "refused")
+            return REFUSED
+        record = {k: _fill(v, saga) for k, v in step.writes.items()}
+        self.records[key] = record
+        if st not in (COMPENSATED, NULL_COMPENSATED):
+            self.status[key] = COMMITTED
+        detail = ", ".join(f"{k}={v}" for k, v in record.items())
+        seq = self._emit(
+            "tx_commit", saga, self.name, "", step.name, step.action, m.msg_id, n, detail
+        )
+        self._journal(seq, saga, i, "commit")
+        return OK
+
+    def run_compensation(self, saga: int, i: int, m: Message) -> Generator:
+        """Run step ``i``'s compensation for ``saga``; returns OK, FAILED, ALREADY or BUSY."""
+        key = (saga, i)
+        st = self.status.get(key)
+        step = self._steps[i]
+        pol = self._policy
+        if pol.idempotent and st in (COMPENSATED, NULL_COMPENSATED, COMPENSATING):
+            what = "already compensated" if st != COMPENSATING else "compensation in progress"
+            self._emit(
+                "ignored",
+                saga,
+                self.name,
+                m.source,
+                step.name,
+                m.name,
+                m.msg_id,
+                m.attempt,
+                f"{what} (idempotent consumer)",
+            )
+            return ALREADY if st != COMPENSATING else BUSY
+        if st not in (COMMITTED, COMPENSATED, COMPENSATING) and key not in self.records:
+            self.status[key] = NULL_COMPENSATED
+            seq = self._emit(
+                "comp_null",
+                saga,
+                self.name,
+                "",
+                step.name,
+                step.compensation,
+                m.msg_id,
+                m.attempt,
+                "the action never ran here: nothing to undo",
+            )
+            self._journal(seq, saga, i, "comp_null")
+            return OK
+        n = self.comp_attempts.get(key, 0) + 1
+        self.comp_attempts[key] = n
+        self.status[key] = COMPENSATING
+        dist = step.compensation_duration or step.duration
+        yield self.env.timeout(dist.sample(self._u(COMP_SERVICE, saga, i, n)))
+        if self._fail_comp(saga, i, n):
+            self.status[key] = COMMITTED
+            seq = self._emit(
+                "comp_fail",
+                saga,
+                self.name,
+                "",
+                step.name,
+                step.compensation,
+                m.msg_id,
+                n,
+                "compensation failed (fail_compensation)",
+            )
+            self._journal(seq, saga, i, "comp_fail")
+            return FAILED
+        self.status[key] = COMPENSATED
+        self.records.pop(key, None)
+        seq = self._emit(
+            "comp_commit", saga, self.name, "", step.name, step.compensation, m.msg_id, n, ""
+        )
+        self._journal(seq, saga, i, "comp")
+        return OK
+
+
+def compile_step_faults(faults: list, step_index: dict[str, int]) -> tuple[Callable, Callable]:
+    """Turn fail_step and fail_compensation faults into two fast predicates."""
+    fail_at: dict[tuple[int, int], list[int | None]] = {}
+    comp_fail: dict[int, list[tuple[int | None, int | None]]] = {}
+    for f in faults:
+        if isinstance(f, FailStep):
+            saga = None if f.saga == "all" else f.saga
+            fail_at.setdefault((step_index[f.step], f.attempt), []).append(saga)
+        elif isinstance(f, FailCompensation):
+            saga = None if f.saga == "all" else f.saga
+            comp_fail.setdefault(step_index[f.step], []).append((saga, f.times))
+
+    def fail_step(saga: int, i: int, attempt: int) -> bool:
+        sel = fail_at.get((i, attempt))
+        return sel is not None and any(s is None or s == saga for s in sel)
+
+    def fail_compensation(saga: int, i: int, attempt: int) -> bool:
+        for s, times in comp_fail.get(i, ()):
+            if (s is None or s == saga) and (times is None or attempt <= times):
+                return True
+        return False
+
+    return fail_step, fail_compensation

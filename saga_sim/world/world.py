@@ -1,0 +1,117 @@
+"""The world of one run: a SimPy environment, its streams, tracer, network, nodes and faults.
+
+A style (orchestration or choreography) adds its own nodes (a coordinator, a broker) and gives
+each service its message handler; the world then starts the client's arrivals and the crash
+processes, and runs the clock to the horizon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING
+
+import simpy
+
+from ..faults import Crash, CrashCoordinator, describe_fault
+from ..trace import Tracer
+from .messages import ACTION, REQUEST, Message
+from .network import Network
+from .node import Client, Node
+from .service import Service, compile_step_faults
+from .streams import ARRIVAL, Streams
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..scenario import Scenario
+
+__all__ = ["DEFAULT_TAIL", "World"]
+
+DEFAULT_TAIL = 60.0
+"""Seconds of simulated time after the last arrival when the scenario sets no horizon."""
+
+
+class World:
+    """Everything a run simulates, before a style is plugged in."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        faults: tuple,
+        seed: int,
+        sagas: int | None = None,
+        horizon: float | None = None,
+    ):
+        self.scenario = scenario
+        self.faults = list(faults)
+        self.seed = seed
+        self.env = simpy.Environment()
+        self.streams = Streams(seed)
+        self.tracer = Tracer(self.env)
+        self.step_index = {s.name: i for i, s in enumerate(scenario.steps)}
+        self.fail_step, self.fail_compensation = compile_step_faults(self.faults, self.step_index)
+        self.n_sagas = sagas if sagas is not None else scenario.workload.sagas
+        self.arrivals = self._arrival_times()
+        if horizon is None:
+            horizon = scenario.horizon
+        if horizon is None:
+            horizon = self.arrivals[-1] + DEFAULT_TAIL
+        self.horizon = float(horizon)
+        self.declared: dict[int, tuple[str, float, str]] = {}
+        self.network = Network(self)
+        self.nodes: dict[str, Node] = {"client": Client(self, "client")}
+        self.services: dict[str, Service] = {}
+        for name, spec in scenario.services.items():
+            svc = Service(self, name, spec)
+            self.services[name] = svc
+            self.nodes[name] = svc
+        self.notes: list[str] = []
+
+    def _arrival_times(self) -> list[float]:
+        draw = self.scenario.workload.interarrival.sample
+        u = self.streams.u
+        t = 0.0
+        times = [0.0]
+        for saga in range(2, self.n_sagas + 1):
+            t += draw(u(ARRIVAL, saga))
+            times.append(t)
+        return times
+
+    def add_node(self, node: Node) -> None:
+        self.nodes[node.name] = node
+
+    def declare(self, saga: int, state: str, by: str) -> None:
+        """A participant or the coordinator says the saga has ended (the first word counts)."""
+        if saga not in self.declared:
+            self.declared[saga] = (state, self.env.now, by)
+
+    # --- processes -------------------------------------------------------------------------
+
+    def _client(self, entry: str, start_name: str, kind: str) -> Generator:
+        env = self.env
+        send = self.network.send
+        for saga, at in enumerate(self.arrivals, start=1):
+            if at > env.now:
+                yield env.timeout(at - env.now)
+            send(Message(saga, start_name, kind, "client", entry, -1, REQUEST, ACTION))
+
+    def _crash(self, node: Node, at: float, duration: float, label: str) -> Generator:
+        yield self.env.timeout(at)
+        node.crash(label)
+        yield self.env.timeout(duration)
+        node.restart(label)
+
+    def run(self, entry: str, start_name: str, start_kind: str) -> None:
+        """Start arrivals and crashes, then run the clock to the horizon."""
+        env = self.env
+        env.process(self._client(entry, start_name, start_kind))
+        for f in self.faults:
+            if isinstance(f, Crash):
+                env.process(self._crash(self.nodes[f.service], f.at, f.duration, describe_fault(f)))
+            elif isinstance(f, CrashCoordinator):
+                node = self.nodes.get("coordinator")
+                if node is None:
+                    self.notes.append(
+                        f"{describe_fault(f)}: no effect in this style, which has no coordinator"
+                    )
+                else:
+                    env.process(self._crash(node, f.at, f.duration, describe_fault(f)))
+        env.run(until=self.horizon)
