@@ -46,6 +46,8 @@ EVENT_KINDS: dict[str, str] = {
     "retry": "a request sent again",
     "crash": "a node goes down",
     "restart": "a node comes back up",
+    "partition": "a network partition starts between source and target ('*': every other node)",
+    "heal": "the partition ends",
 }
 
 _STRING_COLUMNS = ("style", "kind", "source", "target", "step", "message", "detail")

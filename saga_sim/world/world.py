@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import simpy
 
-from ..faults import Crash, CrashCoordinator, describe_fault
+from ..faults import Crash, CrashCoordinator, Partition, describe_fault
 from ..trace import Tracer
 from .messages import ACTION, REQUEST, Message
 from .network import Network
@@ -99,6 +99,15 @@ class World:
         yield self.env.timeout(duration)
         node.restart(label)
 
+    def _partition(self, f: Partition) -> Generator:
+        """Trace a partition's window (the network enforces it; this makes it visible)."""
+        label = describe_fault(f)
+        a, b = f.between
+        yield self.env.timeout(f.at)
+        self.tracer.emit("partition", 0, a, b, "", "", 0, 0, label)
+        yield self.env.timeout(f.duration)
+        self.tracer.emit("heal", 0, a, b, "", "", 0, 0, label)
+
     def run(self, entry: str, start_name: str, start_kind: str) -> None:
         """Start arrivals and crashes, then run the clock to the horizon."""
         env = self.env
@@ -106,6 +115,8 @@ class World:
         for f in self.faults:
             if isinstance(f, Crash):
                 env.process(self._crash(self.nodes[f.service], f.at, f.duration, describe_fault(f)))
+            elif isinstance(f, Partition):
+                env.process(self._partition(f))
             elif isinstance(f, CrashCoordinator):
                 node = self.nodes.get("coordinator")
                 if node is None:
