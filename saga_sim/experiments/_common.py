@@ -76,7 +76,8 @@ def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
     denom = 1 + z2 / n
     centre = (p + z2 / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # Clamped to [0, p] and [p, 1]: rounding must not exclude the share itself (k = 0 or n).
+    return (min(max(0.0, centre - half), p), max(min(1.0, centre + half), p))
 
 
 # --------------------------------------------------------------------------------------------
