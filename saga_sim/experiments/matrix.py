@@ -12,7 +12,9 @@ whose failure makes them compensate (the next step is not retriable):
   (permanent), and a coordinator crash while it compensates that step. A compensation only runs
   when a later step fails, so these points add that trigger: a business failure of the next step.
 
-That is ``1 + 8 n + 3 c`` points (``count_fault_points``), each simulated in each style.
+The coordinator's other states are not points: ``started`` lasts no time (it moves on to the
+first step at once) and a terminal state has nothing left to lose. That is ``1 + 8 n + 3 c``
+points (``count_fault_points``), each simulated in each style.
 
 Crash timing. Until crash faults can name a trigger (``when: before_commit``), a crash "before
 commit" of step X is timed from the fault-free run of the same style: the service goes down
