@@ -131,21 +131,20 @@ class Service(Node):
         return self._steps[i].name if i >= 0 else ""
 
     def is_duplicate(self, m: Message) -> bool:
-        """True (and traced) when this exact message was already handled and dedup is on."""
-        if self._policy.idempotent and m.msg_id in self.seen:
-            self._emit(
-                "ignored",
-                m.saga,
-                self.name,
-                m.source,
-                self._step_label(m.step),
-                m.name,
-                m.msg_id,
-                m.attempt,
-                "duplicate message id: already handled",
-            )
-            return True
-        return False
+        """True (and traced) when this exact message was already handled, or is being handled
+        by another worker, and deduplication is on."""
+        if not self._policy.idempotent:
+            return False
+        if m.msg_id in self.seen:
+            why = "duplicate message id: already handled"
+        else:
+            me = self.env.active_process
+            if not any(o.msg_id == m.msg_id for p, o in self.busy.items() if p is not me):
+                return False
+            why = "duplicate message id: being handled by another worker"
+        step = self._step_label(m.step)
+        self._emit("ignored", m.saga, self.name, m.source, step, m.name, m.msg_id, m.attempt, why)
+        return True
 
     def handled(self, m: Message) -> None:
         """Remember that this message id is done (durably, with the local transaction)."""
