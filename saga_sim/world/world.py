@@ -47,6 +47,10 @@ class World:
         self.streams = Streams(seed)
         self.tracer = Tracer(self.env)
         self.step_index = {s.name: i for i, s in enumerate(scenario.steps)}
+        self.durations = [s.duration.sampler() for s in scenario.steps]
+        self.comp_durations = [
+            (s.compensation_duration or s.duration).sampler() for s in scenario.steps
+        ]
         self.fail_step, self.fail_compensation = compile_step_faults(self.faults, self.step_index)
         self.n_sagas = sagas if sagas is not None else scenario.workload.sagas
         self.arrivals = self._arrival_times()
@@ -56,8 +60,12 @@ class World:
             horizon = self.arrivals[-1] + DEFAULT_TAIL
         self.horizon = float(horizon)
         self.declared: dict[int, tuple[str, float, str]] = {}
+        # shared-item operations: (time, seq, saga, step, op, item, value, version, writer saga,
+        # writer seq, based-on version); op: read | write | undo
+        self.data_log: list[tuple] = []
+        self.nodes: dict[str, Node] = {}
         self.network = Network(self)
-        self.nodes: dict[str, Node] = {"client": Client(self, "client")}
+        self.nodes["client"] = Client(self, "client")
         self.services: dict[str, Service] = {}
         for name, spec in scenario.services.items():
             svc = Service(self, name, spec)
@@ -66,7 +74,7 @@ class World:
         self.notes: list[str] = []
 
     def _arrival_times(self) -> list[float]:
-        draw = self.scenario.workload.interarrival.sample
+        draw = self.scenario.workload.interarrival.sampler()
         u = self.streams.u
         t = 0.0
         times = [0.0]
@@ -82,6 +90,9 @@ class World:
         """A participant or the coordinator says the saga has ended (the first word counts)."""
         if saga not in self.declared:
             self.declared[saga] = (state, self.env.now, by)
+            if self.data_log:
+                for svc in self.services.values():
+                    svc.release_locks(saga)
 
     # --- processes -------------------------------------------------------------------------
 
@@ -99,6 +110,10 @@ class World:
         yield self.env.timeout(duration)
         node.restart(label)
 
+    def schedule_restart(self, node: Node, duration: float, label: str) -> None:
+        """Bring a node that a crash trigger took down back up after ``duration``."""
+        self.env.timeout(duration).callbacks.append(lambda _ev: node.restart(label))
+
     def _partition(self, f: Partition) -> Generator:
         """Trace a partition's window (the network enforces it; this makes it visible)."""
         label = describe_fault(f)
@@ -113,7 +128,7 @@ class World:
         env = self.env
         env.process(self._client(entry, start_name, start_kind))
         for f in self.faults:
-            if isinstance(f, Crash):
+            if isinstance(f, Crash) and f.at is not None:
                 env.process(self._crash(self.nodes[f.service], f.at, f.duration, describe_fault(f)))
             elif isinstance(f, Partition):
                 env.process(self._partition(f))
