@@ -99,18 +99,16 @@ def test_matrix_shows_the_lessons(seed_matrix: pd.DataFrame) -> None:
         row = cell.loc[("create_user/compensation_fails_always", style)]
         assert row["outcome"] == "inconsistent"
         assert "semantic_atomicity" in row["violations"]
-    # Crash timing: before the commit is strictly before it, after is after it.
-    base = ss.simulate(ss.load_scenario(SEED_FILE), "orchestration", seed=3)
-    ev = base.events
-    t_commit = ev[(ev["kind"] == "tx_commit") & (ev["step"] == "create_user")]["time"].iloc[0]
-    before = ss.parse_faults(
-        cell.loc[("create_user/crash_before_commit", "orchestration"), "fault_yaml"], base.scenario
-    )[0]
-    after = ss.parse_faults(
-        cell.loc[("create_user/crash_after_commit", "orchestration"), "fault_yaml"], base.scenario
-    )[0]
-    if hasattr(before, "at"):
-        assert before.at < t_commit < after.at
+    # Crash points use the core's triggers: the same fault in both styles.
+    for when in ("before", "after"):
+        rows = seed_matrix[seed_matrix["point"] == f"create_user/crash_{when}_commit"]
+        assert rows["fault_yaml"].nunique() == 1
+        (fault,) = ss.parse_faults(rows["fault_yaml"].iloc[0], ss.load_scenario(SEED_FILE))
+        assert (fault.service, fault.when, fault.step) == (
+            "identity",
+            f"{when}_commit",
+            "create_user",
+        )
 
 
 def test_matrix_in_a_process_pool_equals_serial(seed_sc, seed_matrix) -> None:
@@ -139,7 +137,7 @@ def test_sweep_equal_serial_process_pool_and_dask(seed_sc) -> None:
     pd.testing.assert_frame_equal(serial, pooled)
     with (
         distributed.LocalCluster(
-            processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
+            processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
@@ -482,7 +480,7 @@ def test_cli_scheduler_runs_on_a_dask_cluster(capsys) -> None:
     code, serial, _ = run_cli(capsys, *argv)
     assert code == 0
     with distributed.LocalCluster(
-        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
+        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0"
     ) as cluster:
         code, dasked, _ = run_cli(capsys, *argv, "--scheduler", cluster.scheduler_address)
     assert code == 0
