@@ -49,13 +49,24 @@ def bench_matrix() -> None:
 
 
 def bench_monte_carlo(n: int, workers: int) -> None:
+    import resource
+
     sc = ss.load_scenario(SEED_FILE)
+    load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     mc = ss.monte_carlo(sc, n, seed=0, executor="process", workers=workers)
     dt = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the pool's workers, reaped
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     print(
         f"monte carlo, {sc.name}: {n:,} sagas per style ({2 * n:,} simulated) on {workers} "
         f"processes: {dt:.1f} s, {2 * n / dt:,.0f} simulated sagas/s (target < 60 s for 100,000)"
+    )
+    print(
+        f"  workers' CPU time {cpu:.1f} s: {2 * n / cpu:,.0f} simulated sagas per CPU-second "
+        f"(1-minute load average before the run: {load:.2f}; other work on the machine slows "
+        "the wall time, not this)"
     )
     print("  " + repr(mc))
 
