@@ -41,7 +41,12 @@ Progress = Callable[[int, int], Any]
 ExecutorLike = cf.Executor | str | None
 """``None`` or ``"auto"`` (serial for small jobs, a process pool for big ones), ``"serial"``,
 ``"process"``, or any ``concurrent.futures.Executor`` (for example ``client.get_executor()``
-of a ``dask.distributed.Client``)."""
+of a ``dask.distributed.Client``).
+
+A pool made here forks a single-threaded caller (fast) and uses a fork server, which imports
+``saga_sim`` once, from a threaded one (Streamlit, Jupyter), where forking is unsafe. As with any
+multiprocessing outside fork, a *script* that starts threads must guard its entry point with
+``if __name__ == "__main__":``."""
 
 SEVERITY = {"completed": 0, "compensated": 1, "stalled": 2, "inconsistent": 3}
 """Outcome severity, used to summarise several sagas by their worst outcome."""
