@@ -289,6 +289,14 @@ def simulate(
     _check_args(style, seed, sagas, horizon)
     extra = parse_faults(faults, sc) if faults is not None else ()
     all_faults = tuple(sc.faults) + tuple(extra)
+    n = sagas if sagas is not None else sc.workload.sagas
+    beyond = [
+        Problem("faults", f"[{i}].saga", f"saga {f.saga} does not exist: this run starts {n}")
+        for i, f in enumerate(all_faults)
+        if isinstance(getattr(f, "saga", "all"), int) and f.saga > n
+    ]
+    if beyond:
+        raise ScenarioError(beyond)
     world = World(sc, all_faults, seed, sagas=sagas, horizon=horizon)
     coordinator = BUILDERS[style](world)
     coordinator.run()

@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from .distributions import Distribution, Exponential, Lognormal
-from .faults import Crash, FailCompensation, FailStep, Fault, Partition, _MessageFault
+from .faults import Crash, FailCompensation, Fault, Partition, _MessageFault
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -403,14 +403,6 @@ def _fault_problems(faults: Iterable[Any], sc: Scenario, file: str, prefix: str)
             and not sc.steps[steps.index(step)].undoable
         ):
             out.append(Problem(file, f"{base}.compensation", f"step {step!r} has no compensation"))
-        if isinstance(f, FailStep) and isinstance(f.saga, int) and f.saga > sc.workload.sagas:
-            out.append(
-                Problem(
-                    file,
-                    f"{base}.saga",
-                    f"saga {f.saga} does not exist (workload has {sc.workload.sagas})",
-                )
-            )
         if isinstance(f, Crash) and f.service not in services:
             unknown(f"{base}.service", "service", f.service, services)
         if isinstance(f, Partition):

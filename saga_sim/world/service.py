@@ -10,6 +10,7 @@ styles; the style gives the service its ``handler`` for incoming messages.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING
 
@@ -58,7 +59,8 @@ class Service(Node):
 
     def __init__(self, world: World, name: str, spec: ServiceSpec):
         super().__init__(world, name)
-        self.inbox = simpy.Store(self.env)
+        self.inbox: deque[Message] = deque()  # messages waiting for a free worker
+        self._idle: list[simpy.Event] = []  # workers waiting for a message
         self.handler: Callable[[Service, Message], Generator] | None = None
         self.status: dict[tuple[int, int], str] = {}
         self.attempts: dict[tuple[int, int], int] = {}
@@ -74,17 +76,28 @@ class Service(Node):
         self._u = world.streams.u
         self._emit = world.tracer.emit
         self._fail = world.fail_step
+        self._durations = world.durations
+        self._comp_durations = world.comp_durations
         self._fail_comp = world.fail_compensation
 
     # --- message loop ------------------------------------------------------------------------
 
     def receive(self, m: Message) -> None:
-        self.inbox.put(m)
+        if self._idle:
+            self._idle.pop().succeed(m)
+        else:
+            self.inbox.append(m)
 
     def _work(self) -> Generator:
         env = self.env
+        inbox = self.inbox
         while True:
-            m = yield self.inbox.get()
+            if inbox:
+                m = inbox.popleft()
+            else:
+                wake = env.event()
+                self._idle.append(wake)
+                m = yield wake
             proc = env.active_process
             self.busy[proc] = m
             try:
@@ -108,7 +121,7 @@ class Service(Node):
                 "in-flight work lost in the crash",
             )
             proc.interrupt("crash")
-        for m in list(self.inbox.items):
+        for m in list(self.inbox):
             self._emit(
                 "drop",
                 m.saga,
@@ -120,7 +133,7 @@ class Service(Node):
                 m.attempt,
                 f"queued at {self.name}, lost in the crash",
             )
-        self.inbox.items.clear()
+        self.inbox.clear()
         for key, st in list(self.status.items()):
             if st == RUNNING:
                 del self.status[key]
@@ -131,21 +144,20 @@ class Service(Node):
         return self._steps[i].name if i >= 0 else ""
 
     def is_duplicate(self, m: Message) -> bool:
-        """True (and traced) when this exact message was already handled and dedup is on."""
-        if self._policy.idempotent and m.msg_id in self.seen:
-            self._emit(
-                "ignored",
-                m.saga,
-                self.name,
-                m.source,
-                self._step_label(m.step),
-                m.name,
-                m.msg_id,
-                m.attempt,
-                "duplicate message id: already handled",
-            )
-            return True
-        return False
+        """True (and traced) when this exact message was already handled, or is being handled
+        by another worker, and deduplication is on."""
+        if not self._policy.idempotent:
+            return False
+        if m.msg_id in self.seen:
+            why = "duplicate message id: already handled"
+        else:
+            me = self.env.active_process
+            if not any(o.msg_id == m.msg_id for p, o in self.busy.items() if p is not me):
+                return False
+            why = "duplicate message id: being handled by another worker"
+        step = self._step_label(m.step)
+        self._emit("ignored", m.saga, self.name, m.source, step, m.name, m.msg_id, m.attempt, why)
+        return True
 
     def handled(self, m: Message) -> None:
         """Remember that this message id is done (durably, with the local transaction)."""
@@ -195,7 +207,7 @@ class Service(Node):
         self.attempts[key] = n
         if st is None or pol.idempotent:
             self.status[key] = RUNNING
-        yield self.env.timeout(step.duration.sample(self._u(SERVICE, saga, i, n)))
+        yield self.env.timeout(self._durations[i](self._u(SERVICE, saga, i, n)))
         if self._fail(saga, i, n):
             if self.status.get(key) == RUNNING:
                 del self.status[key]
@@ -276,8 +288,7 @@ class Service(Node):
         n = self.comp_attempts.get(key, 0) + 1
         self.comp_attempts[key] = n
         self.status[key] = COMPENSATING
-        dist = step.compensation_duration or step.duration
-        yield self.env.timeout(dist.sample(self._u(COMP_SERVICE, saga, i, n)))
+        yield self.env.timeout(self._comp_durations[i](self._u(COMP_SERVICE, saga, i, n)))
         if self._fail_comp(saga, i, n):
             self.status[key] = COMMITTED
             seq = self._emit(

@@ -1,0 +1,7 @@
+"""``python -m saga_sim``: the command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
