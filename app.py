@@ -820,7 +820,7 @@ VIEW_FUNCS = {
 
 def views(ctx: Context) -> None:
     tabs = st.tabs(list(VIEW_FUNCS), key="view", on_change="rerun")
-    for tab, (name, func) in zip(tabs, VIEW_FUNCS.items()):
+    for tab, func in zip(tabs, VIEW_FUNCS.values()):
         if tab.open is False:
             continue
         with tab:
