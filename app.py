@@ -28,7 +28,23 @@ MAX_SAGAS = 2000
 DEFAULT_SCENARIO = "user_registration"
 CUSTOM = "custom"
 BADGE = {"completed": "green", "compensated": "orange", "inconsistent": "red", "stalled": "gray"}
-ICON = {"completed": "✅", "compensated": "↩️", "inconsistent": "⚠️", "stalled": "⏸️"}
+ICON = {
+    "completed": ":material/check_circle:",
+    "compensated": ":material/undo:",
+    "inconsistent": ":material/warning:",
+    "stalled": ":material/pause_circle:",
+}
+PRESET_ICON = {
+    "happy": ":material/check:",
+    "late_step_fails": ":material/cancel:",
+    "first_step_fails": ":material/block:",
+    "service_down": ":material/power_off:",
+    "reply_lost": ":material/mail_off:",
+    "compensation_fails": ":material/sync_problem:",
+    "partition": ":material/lan:",
+    "duplicate": ":material/content_copy:",
+    "coordinator_crash": ":material/dangerous:",
+}
 VIEWS = (
     "Timeline",
     "State graphs",
@@ -392,15 +408,15 @@ def sidebar_run(sc: ss.Scenario) -> None:
 def sidebar_faults(sc: ss.Scenario) -> None:
     st.sidebar.subheader("Failures")
     st.sidebar.caption("One click replaces the active faults with a preset:")
-    cols = st.sidebar.columns(2)
-    for i, p in enumerate(ss.presets(sc)):
-        cols[i % 2].button(
+    for p in ss.presets(sc):
+        st.sidebar.button(
             p.label,
             key=f"preset_{p.key}",
             help=p.lesson,
+            icon=PRESET_ICON.get(p.key),
             on_click=apply_preset,
             args=(p.faults,),
-            use_container_width=True,
+            width="stretch",
         )
     faults = st.session_state.get("faults", [])
     st.sidebar.markdown(f"**Active faults ({len(faults)})**")
@@ -414,7 +430,14 @@ def sidebar_faults(sc: ss.Scenario) -> None:
             desc = text
         c1, c2 = st.sidebar.columns([5, 1], vertical_alignment="center")
         c1.markdown(f"`{desc}`", help=text)
-        c2.button("✕", key=f"remove_{i}_{text}", on_click=remove_fault, args=(i,), help="remove")
+        c2.button(
+            "",
+            icon=":material/close:",
+            key=f"remove_{i}_{text}",
+            on_click=remove_fault,
+            args=(i,),
+            help="remove this fault",
+        )
     if faults:
         st.sidebar.button("Clear all faults", key="clear_faults", on_click=clear_faults)
     fault_builder(sc)
@@ -520,23 +543,30 @@ def summary(ctx: Context) -> None:
     for col, style in zip(cols, ss.STYLES):
         m = res["metrics"][style]
         with col, st.container(border=True):
-            st.subheader(("🎼 " if style == "orchestration" else "💃 ") + style)
+            st.subheader(style)
             counts = {o: c for o, c in m["outcomes"].items() if c}
             badges = st.container(horizontal=True)
             with badges:
                 for o, c in counts.items():
                     label = o if n == 1 else f"{o}: {c:,}"
-                    st.badge(f"{ICON[o]} {label}", color=BADGE[o])
+                    st.badge(label, icon=ICON[o], color=BADGE[o])
                 if m["violations"]:
-                    st.badge(f"{m['violations']} invariant violation(s)", color="red")
+                    st.badge(
+                        f"{m['violations']} invariant violation(s)",
+                        icon=":material/gpp_bad:",
+                        color="red",
+                    )
             c1, c2, c3 = st.columns(3)
             lat = m["latency_mean"] if n > 1 else m["latency_p50"]
             c1.metric("latency" + (" (mean)" if n > 1 else ""), _fmt_ms(lat))
             c2.metric("messages", f"{m['messages']:,}")
             c3.metric("compensations", f"{m['compensations']:,}")
             for note in res["notes"][style]:
-                st.caption(f"ℹ️ {note}")
-    st.info(("🔀 " if res["divergence"] else "🟰 ") + res["sentence"])
+                st.caption(f"Note: {note}")
+    st.info(
+        res["sentence"],
+        icon=":material/call_split:" if res["divergence"] else ":material/drag_handle:",
+    )
 
 
 def saga_picker(ctx: Context, key: str) -> int:
@@ -577,19 +607,14 @@ def timeline_view(ctx: Context) -> None:
 
 
 def graphs_view(ctx: Context) -> None:
-    c1, c2 = st.columns(2)
-    with c1:
-        st.markdown("**Orchestration: the coordinator's state machine**")
-        fig = viz.state_machine(
-            ss.orchestration_states(ctx.scenario), ctx.result["events"]["orchestration"]
-        )
-        st.plotly_chart(fig, key="state_machine", config={"displaylogo": False})
-    with c2:
-        st.markdown("**Choreography: who reacts to which event**")
-        fig = viz.event_flow(
-            ss.choreography_flow(ctx.scenario), ctx.result["events"]["choreography"]
-        )
-        st.plotly_chart(fig, key="event_flow", config={"displaylogo": False})
+    st.markdown("**Orchestration: the coordinator's state machine**")
+    fig = viz.state_machine(
+        ss.orchestration_states(ctx.scenario), ctx.result["events"]["orchestration"]
+    )
+    st.plotly_chart(fig, key="state_machine", config={"displaylogo": False})
+    st.markdown("**Choreography: who reacts to which event**")
+    fig = viz.event_flow(ss.choreography_flow(ctx.scenario), ctx.result["events"]["choreography"])
+    st.plotly_chart(fig, key="event_flow", config={"displaylogo": False})
     st.caption(
         "Coloured edges were taken (×n: how many times, over every saga); grey dotted ones "
         "were not. Blue: forward path; red: failure; orange: compensation."
@@ -622,15 +647,30 @@ def compensation_view(ctx: Context) -> None:
             )
 
 
+def metrics_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The metrics table for people: counts as integers, latencies in milliseconds."""
+    out = {}
+    for metric, row in table.iterrows():
+        if str(metric).startswith("latency_"):
+            name = f"latency {str(metric)[8:]} (ms)"
+            out[name] = [f"{v * 1000:.1f}" if v == v else "—" for v in row]
+        elif metric == "messages_per_saga":
+            out["messages per saga"] = [f"{v:.2f}" for v in row]
+        else:
+            out[str(metric)] = [f"{int(v):,}" for v in row]
+    return pd.DataFrame(out, index=table.columns).T
+
+
 def comparison_view(ctx: Context) -> None:
     res = ctx.result
     st.info(res["sentence"])
     c1, c2 = st.columns([1, 2])
-    table = res["table"].copy()
-    c1.dataframe(table.style.format(precision=4), key="metrics_table")
+    c1.dataframe(metrics_display(res["table"]), key="metrics_table")
     with c2:
         st.plotly_chart(
-            viz.comparison_chart(table), key="comparison_chart", config={"displaylogo": False}
+            viz.comparison_chart(res["table"]),
+            key="comparison_chart",
+            config={"displaylogo": False},
         )
     if res["n_sagas"] > 1:
         sagas = pd.concat(list(res["sagas"].values()), ignore_index=True)

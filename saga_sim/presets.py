@@ -42,20 +42,20 @@ def presets(scenario: Scenario) -> tuple[Preset, ...]:
     out = [
         Preset(
             "happy",
-            "✅ No failure",
+            "No failure",
             (),
             "Every step commits: both styles complete; they differ only in messages and timing.",
         ),
         Preset(
             "late_step_fails",
-            f"❌ {late.name} step fails",
+            f"{late.name} step fails",
             (f"{{kind: fail_step, step: {late.name}}}",),
             f"{late.name} aborts: every committed compensatable step before it is undone, in "
             "reverse order. Both styles end compensated.",
         ),
         Preset(
             "first_step_fails",
-            f"❌ {steps[0].name} step fails",
+            f"{steps[0].name} step fails",
             (f"{{kind: fail_step, step: {steps[0].name}}}",),
             "The very first step aborts: nothing has been committed yet, nothing to undo.",
         ),
@@ -66,7 +66,7 @@ def presets(scenario: Scenario) -> tuple[Preset, ...]:
         out += [
             Preset(
                 "service_down",
-                f"💥 {label} down",
+                f"{label} down",
                 (f"{{kind: crash, service: {svc}, at: 0.01, for: 2.0}}",),
                 f"{svc} is down for 2 s. The orchestrator times out, retries, gives up and "
                 "compensates; in choreography the broker keeps the event until the service "
@@ -74,7 +74,7 @@ def presets(scenario: Scenario) -> tuple[Preset, ...]:
             ),
             Preset(
                 "reply_lost",
-                f"📭 {undo.name} reply lost",
+                f"{undo.name} reply lost",
                 (f"{{kind: drop, step: {undo.name}, leg: reply}}",),
                 f"{undo.name} commits but its reply is lost. The orchestrator times out and asks "
                 "again (the idempotent service answers from its record); in choreography nobody "
@@ -82,7 +82,7 @@ def presets(scenario: Scenario) -> tuple[Preset, ...]:
             ),
             Preset(
                 "compensation_fails",
-                "♻️ compensation keeps failing",
+                "compensation keeps failing",
                 (
                     f"{{kind: fail_step, step: {late.name}}}",
                     f"{{kind: fail_compensation, step: {undo.name}}}",
@@ -92,14 +92,14 @@ def presets(scenario: Scenario) -> tuple[Preset, ...]:
             ),
             Preset(
                 "partition",
-                f"✂️ network partition around {svc}",
+                f"network partition around {svc}",
                 (f'{{kind: partition, between: [{svc}, "*"], at: 0.01, for: 2.0}}',),
                 f"No message reaches {svc} for 2 s. Orchestration gives up and compensates; the "
                 "broker redelivers after the partition heals.",
             ),
             Preset(
                 "duplicate",
-                f"👯 {undo.name} request duplicated",
+                f"{undo.name} request duplicated",
                 (f"{{kind: duplicate, step: {undo.name}}}",),
                 "The network delivers a request twice; the idempotent consumer ignores the copy "
                 "and the effect is applied once.",
@@ -108,7 +108,7 @@ def presets(scenario: Scenario) -> tuple[Preset, ...]:
     out.append(
         Preset(
             "coordinator_crash",
-            "🧠 orchestrator crashes mid-saga",
+            "orchestrator crashes mid-saga",
             ("{kind: crash_coordinator, at: 0.03, for: 0.5}",),
             "The orchestrator is down for 0.5 s in the middle of the saga; on restart it rebuilds "
             "the saga from its log and re-sends the current command. Choreography has no "
