@@ -8,6 +8,7 @@ system browser through ``executable_path``; it never downloads one.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -109,7 +110,7 @@ def app_url(browser_path):
 
 
 def test_a_preset_shows_its_compensation_on_the_timeline(browser_path, app_url):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
@@ -123,10 +124,9 @@ def test_a_preset_shows_its_compensation_on_the_timeline(browser_path, app_url):
             page.get_by_role("button", name="send_welcome_email step fails").click()
             # the timelines redraw with compensation arrows in their own legend entry
             legend = page.locator(".js-plotly-plot .legendtext", has_text="compensation (")
-            legend.first.wait_for(timeout=60_000)
-            assert legend.count() >= 2  # both styles
+            expect(legend).to_have_count(2, timeout=60_000)  # one per style
             page.get_by_text("compensated", exact=True).first.wait_for(timeout=30_000)
-            assert "fault=" in page.url
+            page.wait_for_url(re.compile(r"fault="), timeout=30_000)  # the link holds the run
             page.wait_for_timeout(500)
             page.screenshot(path=str(ARTIFACTS / "browser_preset_email_fails.png"), full_page=True)
         finally:
