@@ -129,6 +129,11 @@ class Context:
     def step_kinds(self) -> dict[str, str]:
         return {s.name: s.kind for s in self.scenario.steps}
 
+    def lanes(self, style: str) -> list[str]:
+        """Every lane of a style's timeline, even a service that got no message."""
+        hub = "coordinator" if style == "orchestration" else "broker"
+        return ["client", hub, *self.scenario.services]
+
 
 def scenario_defaults(sc: ss.Scenario) -> dict[str, Any]:
     """The knob values a scenario itself sets."""
@@ -533,7 +538,9 @@ def show_problems() -> None:
 
 
 def _fmt_ms(x: float) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x * 1000:.1f} ms"
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return f"{x * 1000:.1f} ms" if x < 1 else f"{x:.3f} s"
 
 
 def summary(ctx: Context) -> None:
@@ -596,7 +603,11 @@ def timeline_view(ctx: Context) -> None:
         ev = ctx.result["events"][style]
         with col:
             fig = viz.timeline(
-                ev, saga=saga, title=f"{style} · saga {saga}", step_kinds=ctx.step_kinds
+                ev,
+                saga=saga,
+                title=f"{style} · saga {saga}",
+                step_kinds=ctx.step_kinds,
+                lanes_order=ctx.lanes(style),
             )
             st.plotly_chart(fig, key=f"timeline_{style}", config={"displaylogo": False})
     st.caption(
@@ -704,7 +715,13 @@ def scrubber_view(ctx: Context) -> None:
     for col, (style, ev) in zip(cols, frames.items()):
         with col:
             fig = viz.timeline(
-                ev, saga=saga, cursor=t, title=style, step_kinds=ctx.step_kinds, height=520
+                ev,
+                saga=saga,
+                cursor=t,
+                title=style,
+                step_kinds=ctx.step_kinds,
+                height=520,
+                lanes_order=ctx.lanes(style),
             )
             st.plotly_chart(fig, key=f"scrub_timeline_{style}", config={"displaylogo": False})
             st.markdown(f"**Local records at {t:.4f} s**")
@@ -816,12 +833,14 @@ def share_view(ctx: Context) -> None:
             res["events"]["orchestration"],
             saga=saga,
             title="orchestration",
+            lanes_order=ctx.lanes("orchestration"),
             step_kinds=ctx.step_kinds,
         ),
         "choreography timeline": lambda: viz.timeline(
             res["events"]["choreography"],
             saga=saga,
             title="choreography",
+            lanes_order=ctx.lanes("choreography"),
             step_kinds=ctx.step_kinds,
         ),
         "state machine": lambda: viz.state_machine(

@@ -215,3 +215,11 @@ def test_viz_imports_no_simulation():
             if isinstance(n, ast.ImportFrom) and n.module is not None
         }
         assert not any(m and ("world" in m or "styles" in m or m == "simpy") for m in mods), path
+
+
+def test_lanes_order_keeps_a_silent_service(signup):
+    ev = ss.simulate(signup, "orchestration", faults=IDENTITY_DOWN[:0] + PARTITION, seed=7).events
+    assert "notifier" not in viz.lanes(ev)
+    lanes = ["client", "coordinator", *signup.services]
+    fig = viz.timeline(ev, lanes_order=lanes)
+    assert list(fig.layout.xaxis.ticktext)[-1] == "notifier"

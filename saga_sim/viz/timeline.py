@@ -266,6 +266,7 @@ def timeline(
     step_kinds: Mapping[str, str] | None = None,
     height: int | None = None,
     max_labels: int = 60,
+    lanes_order: Iterable[str] | None = None,
 ) -> go.Figure:
     """A sequence diagram of a run: lanes across, simulated time down, messages as arrows.
 
@@ -278,12 +279,18 @@ def timeline(
             pivot's and retriable steps' commits apart; optional.
         height: figure height in pixels (default: grows with the number of events, 420-1000).
         max_labels: saga states are written beside the lane when there are at most this many.
+        lanes_order: the lanes to draw, in order (default: the nodes of the trace); nodes of the
+            trace not listed are added at the end. Pass every service to keep lanes that
+            received no message (so two styles' diagrams line up).
 
     Returns:
         A plotly figure. Its message traces carry ``meta={"class": ..., "messages": n}``; lane
         markers carry ``meta={"kind": ..., "events": n}``.
     """
     all_lanes = lanes(events) if len(events) else []
+    if lanes_order is not None:
+        wanted = list(dict.fromkeys(lanes_order))
+        all_lanes = wanted + [n for n in all_lanes if n not in wanted]
     ev = select_sagas(events, saga)
     fig = go.Figure()
     if height is None:
