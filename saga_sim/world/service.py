@@ -3,9 +3,17 @@
 A service runs local transactions for the steps it owns. A transaction takes its drawn
 duration, then commits (its record goes into the store and its journal) or aborts. The
 store survives crashes; work in progress does not: a crash interrupts the workers (a SimPy
-``Interrupt``) and loses the inbox. Idempotency (deduplication by message id and by saga step)
-and the barrier (refusing an action whose compensation already ran) live here, shared by both
-styles; the style gives the service its ``handler`` for incoming messages.
+``Interrupt``) and loses the inbox. What lives here is shared by both styles:
+
+- idempotency (``policy.idempotent``): deduplication by message id and by saga step;
+- the barrier (``policy.barrier``): an action whose compensation already ran is refused, and
+  a compensation of an action that never ran is recorded as a null compensation;
+- the transactional outbox (``policy.outbox``): a message sent after a local transaction is
+  committed with it, so a crash between commit and send delays it (the relay sends it on
+  restart) instead of losing it;
+- crash triggers: ``crash`` faults with ``when: before_commit | after_commit``.
+
+The style gives the service its ``handler`` for incoming messages.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import simpy
 
-from ..faults import FailCompensation, FailStep
+from ..faults import Crash, FailCompensation, FailStep, describe_fault
 from .node import Node
 from .streams import COMP_SERVICE, SERVICE
 
@@ -25,13 +33,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from .messages import Message
     from .world import World
 
-__all__ = ["Effect", "Service"]
+__all__ = ["Service"]
 
 RUNNING = "running"
 COMMITTED = "committed"
 COMPENSATING = "compensating"
 COMPENSATED = "compensated"
 NULL_COMPENSATED = "null_compensated"
+ABANDONED = "abandoned"  # the coordinator was told it never ran: a barrier tombstone
+
+UNDONE = (COMPENSATED, NULL_COMPENSATED, ABANDONED)
 
 # Results of run_action / run_compensation
 OK = "ok"
@@ -41,17 +52,33 @@ BUSY = "busy"  # the same work is in progress: ignore this copy
 REFUSED = "refused"  # barrier: the compensation already ran
 
 
-class Effect(tuple):
-    """One journal entry of a service's store: (time, seq, saga, step, op, service)."""
-
-    __slots__ = ()
-
-
 def _fill(template: str, saga: int) -> str:
     try:
         return template.format(saga=saga)
     except (KeyError, IndexError, ValueError):
         return template
+
+
+class _Trigger:
+    """A crash fault armed on a local transaction of this service (fires once)."""
+
+    __slots__ = ("duration", "fired", "label", "saga", "step", "when")
+
+    def __init__(self, fault: Crash, step: int):
+        self.when = fault.when
+        self.step = step
+        self.saga = None if fault.saga == "all" else fault.saga
+        self.duration = fault.duration
+        self.label = describe_fault(fault)
+        self.fired = False
+
+    def matches(self, when: str, saga: int, step: int) -> bool:
+        return (
+            not self.fired
+            and self.when == when
+            and self.step == step
+            and (self.saga is None or self.saga == saga)
+        )
 
 
 class Service(Node):
@@ -68,17 +95,52 @@ class Service(Node):
         self.records: dict[tuple[int, int], dict[str, str]] = {}
         self.seen: set[int] = set()
         self.journal: list[tuple] = []
+        self.outbox: list[Message] = []
         self.busy: dict[simpy.Process, Message] = {}
         self.workers = [self.env.process(self._work()) for _ in range(spec.workers)]
         sc = world.scenario
         self._steps = sc.steps
         self._policy = sc.policy
         self._u = world.streams.u
-        self._emit = world.tracer.emit
+        self._rows = world.tracer.rows
         self._fail = world.fail_step
+        self._fail_comp = world.fail_compensation
         self._durations = world.durations
         self._comp_durations = world.comp_durations
-        self._fail_comp = world.fail_compensation
+        self._send = world.network.send
+        self._triggers = [
+            _Trigger(f, world.step_index[f.step])
+            for f in world.faults
+            if isinstance(f, Crash) and f.when is not None and f.service == name
+        ]
+        self._crash_after_commit: _Trigger | None = None
+        # shared items: name -> [value, version, writer saga, trace row of the write]
+        self.items: dict[str, list[int]] = {k: [v, 0, 0, -1] for k, v in spec.data.items()}
+        self.locks: dict[str, int] = {}  # item -> saga holding its semantic lock
+        self._isolation = sc.policy.isolation
+        self._data_log = world.data_log
+
+    def _t(
+        self,
+        kind: str,
+        saga: int,
+        target: str,
+        i: int,
+        message: str,
+        msg_id: int,
+        attempt: int,
+        detail: str = "",
+    ) -> int:
+        """Trace an event of this service; returns its row number."""
+        rows = self._rows
+        step = self._steps[i].name if i >= 0 else ""
+        rows.append(
+            (self.env.now, saga, kind, self.name, target, step, message, msg_id, attempt, detail)
+        )
+        return len(rows) - 1
+
+    def _journal(self, seq: int, saga: int, i: int, op: str) -> None:
+        self.journal.append((self.env.now, seq, saga, i, op, self.name))
 
     # --- message loop ------------------------------------------------------------------------
 
@@ -108,30 +170,35 @@ class Service(Node):
                 del self.busy[proc]
 
     def _lose_work(self) -> None:
+        me = self.env.active_process
         for proc, m in list(self.busy.items()):
-            self._emit(
+            self._t(
                 "work_lost",
                 m.saga,
-                self.name,
                 "",
-                self._step_label(m.step),
+                m.step,
                 m.name,
                 m.msg_id,
                 m.attempt,
                 "in-flight work lost in the crash",
             )
-            proc.interrupt("crash")
-        for m in list(self.inbox):
-            self._emit(
-                "drop",
-                m.saga,
-                m.source,
-                self.name,
-                self._step_label(m.step),
-                m.name,
-                m.msg_id,
-                m.attempt,
-                f"queued at {self.name}, lost in the crash",
+            if proc is not me:
+                proc.interrupt("crash")
+        for m in self.inbox:
+            step = self._steps[m.step].name if m.step >= 0 else ""
+            self._rows.append(
+                (
+                    self.env.now,
+                    m.saga,
+                    "drop",
+                    m.source,
+                    self.name,
+                    step,
+                    m.name,
+                    m.msg_id,
+                    m.attempt,
+                    f"queued at {self.name}, lost in the crash",
+                )
             )
         self.inbox.clear()
         for key, st in list(self.status.items()):
@@ -140,8 +207,20 @@ class Service(Node):
             elif st == COMPENSATING:
                 self.status[key] = COMMITTED
 
-    def _step_label(self, i: int) -> str:
-        return self._steps[i].name if i >= 0 else ""
+    def _recover(self) -> None:
+        relay, self.outbox = self.outbox, []
+        for m in relay:
+            m.note = "relayed from the outbox after the restart"
+            self._send(m)
+
+    def _crash_now(self, trigger: _Trigger) -> None:
+        """Crash from inside a handler (a crash trigger): down now, up after its duration."""
+        trigger.fired = True
+        self.crash(trigger.label)
+        self.world.schedule_restart(self, trigger.duration, trigger.label)
+        raise simpy.Interrupt("crash")
+
+    # --- messages --------------------------------------------------------------------------------
 
     def is_duplicate(self, m: Message) -> bool:
         """True (and traced) when this exact message was already handled, or is being handled
@@ -155,16 +234,126 @@ class Service(Node):
             if not any(o.msg_id == m.msg_id for p, o in self.busy.items() if p is not me):
                 return False
             why = "duplicate message id: being handled by another worker"
-        step = self._step_label(m.step)
-        self._emit("ignored", m.saga, self.name, m.source, step, m.name, m.msg_id, m.attempt, why)
+        self._t("ignored", m.saga, m.source, m.step, m.name, m.msg_id, m.attempt, why)
         return True
 
     def handled(self, m: Message) -> None:
         """Remember that this message id is done (durably, with the local transaction)."""
         self.seen.add(m.msg_id)
 
-    def _journal(self, seq: int, saga: int, i: int, op: str) -> None:
-        self.journal.append((self.env.now, seq, saga, i, op, self.name))
+    def send(self, m: Message) -> None:
+        """Send a message that follows a local transaction (a reply, a domain event).
+
+        If a crash trigger fired right after the commit, the service goes down now: with the
+        outbox the message waits in it and is relayed on restart; without, it is lost.
+        """
+        trigger = self._crash_after_commit
+        if trigger is None:
+            self._send(m)
+            return
+        self._crash_after_commit = None
+        if self._policy.outbox:
+            self.outbox.append(m)
+        else:
+            self._t(
+                "drop",
+                m.saga,
+                m.target,
+                m.step,
+                m.name,
+                0,
+                m.attempt,
+                f"never sent: {self.name} crashed between commit and send (no outbox)",
+            )
+        self._crash_now(trigger)
+
+    def status_of(self, saga: int, i: int) -> str:
+        """Answer a status query about step ``i`` of ``saga``: committed, running or not_run.
+
+        With the barrier on, a step that never ran is marked abandoned, so a late request for
+        it is refused and the coordinator can safely treat it as not done.
+        """
+        st = self.status.get((saga, i))
+        if st in (COMMITTED, COMPENSATING):
+            return "committed"
+        if st == RUNNING:
+            return "running"
+        if st is None and self._policy.barrier:
+            self.status[(saga, i)] = ABANDONED
+        return "not_run"
+
+    # --- shared items --------------------------------------------------------------------------
+
+    def release_locks(self, saga: int) -> None:
+        """The saga ended: its semantic locks on this service's items are released."""
+        for item in [k for k, holder in self.locks.items() if holder == saga]:
+            del self.locks[item]
+
+    def _read(self, saga: int, i: int, item: str, m: Message, n: int) -> tuple | str:
+        """Read a shared item at the start of a local transaction (a reason string: abort)."""
+        iso = self._isolation
+        holder = self.locks.get(item)
+        if iso.semantic_lock and holder is not None and holder != saga:
+            return f"{item} is pending in saga {holder} (semantic lock)"
+        value, version, writer, wseq = self.items[item]
+        if iso.reread:
+            earlier = self._first_read(saga, item)
+            if earlier is not None and earlier != version:
+                return (
+                    f"{item} changed since this saga first read it (version {earlier} -> "
+                    f"{version}): abort (reread)"
+                )
+        if iso.semantic_lock:
+            self.locks[item] = saga
+        who = f"saga {writer}" if writer else "initial value"
+        seq = self._t(
+            "read", saga, "", i, item, m.msg_id, n, f"{item}={value} (version {version}, {who})"
+        )
+        self._data_log.append(
+            (self.env.now, seq, saga, i, "read", item, value, version, writer, wseq, version)
+        )
+        return (value, version, seq)
+
+    def _first_read(self, saga: int, item: str) -> int | None:
+        for entry in self._data_log:
+            if entry[2] == saga and entry[4] == "read" and entry[5] == item:
+                return entry[7]
+        return None
+
+    def _plan_write(
+        self, saga: int, i: int, d: object, read: tuple, m: Message, n: int
+    ) -> tuple | str | None:
+        """Decide the write at commit: (detail, new value, based-on version), or a reason to abort,
+        or None for a read-only step."""
+        iso = self._isolation
+        value, version, _ = read
+        cur = self.items[d.item]
+        if d.change == 0:
+            return None
+        if cur[1] != version and iso.reread:
+            return (
+                f"{d.item} changed since it was read (version {version} -> {cur[1]}): "
+                "abort (reread)"
+            )
+        if iso.commutative or (iso.version and cur[1] != version):
+            base, based_on = cur[0], cur[1]  # apply to the current value
+            how = " (commutative update)" if iso.commutative else " (version conflict: redone)"
+        else:
+            base, based_on, how = value, version, ""
+        new = base + d.change
+        if d.floor is not None and new < d.floor:
+            return f"{d.item} would fall to {new}, below {d.floor}"
+        return (f"{d.item}: {base} -> {new}{how}", new, based_on)
+
+    def _apply_write(self, seq: int, saga: int, i: int, item: str, write: tuple) -> None:
+        _, new, based_on = write
+        cell = self.items[item]
+        cell[0] = new
+        cell[1] += 1
+        cell[2], cell[3] = saga, seq
+        self._data_log.append(
+            (self.env.now, seq, saga, i, "write", item, new, cell[1], saga, seq, based_on)
+        )
 
     # --- local transactions ------------------------------------------------------------------
 
@@ -177,61 +366,55 @@ class Service(Node):
         pol = self._policy
         if pol.idempotent and st in (COMMITTED, COMPENSATING, RUNNING):
             what = "already committed" if st != RUNNING else "already in progress"
-            self._emit(
+            self._t(
                 "ignored",
                 saga,
-                self.name,
                 m.source,
-                step.name,
+                i,
                 m.name,
                 m.msg_id,
                 m.attempt,
                 f"{what} (idempotent consumer)",
             )
             return ALREADY if st != RUNNING else BUSY
-        if pol.barrier and st in (COMPENSATED, NULL_COMPENSATED):
-            seq = self._emit(
-                "tx_refused",
-                saga,
-                self.name,
-                "",
-                step.name,
-                step.action,
-                m.msg_id,
-                m.attempt,
-                "barrier: the compensation already ran",
+        if pol.barrier and st in UNDONE:
+            why = "it was declared not run" if st == ABANDONED else "the compensation already ran"
+            seq = self._t(
+                "tx_refused", saga, "", i, step.action, m.msg_id, m.attempt, f"barrier: {why}"
             )
             self._journal(seq, saga, i, "refused")
             return REFUSED
         n = self.attempts.get(key, 0) + 1
         self.attempts[key] = n
+        read = None
+        if step.data is not None:
+            read = self._read(saga, i, step.data.item, m, n)
+            if isinstance(read, str):
+                seq = self._t("tx_abort", saga, "", i, step.action, m.msg_id, n, read)
+                self._journal(seq, saga, i, "abort")
+                return FAILED
         if st is None or pol.idempotent:
             self.status[key] = RUNNING
         yield self.env.timeout(self._durations[i](self._u(SERVICE, saga, i, n)))
+        if self._triggers:
+            for trig in self._triggers:
+                if trig.matches("before_commit", saga, i):
+                    self._crash_now(trig)
         if self._fail(saga, i, n):
             if self.status.get(key) == RUNNING:
                 del self.status[key]
-            seq = self._emit(
-                "tx_abort",
-                saga,
-                self.name,
-                "",
-                step.name,
-                step.action,
-                m.msg_id,
-                n,
-                "business failure (fail_step)",
+            seq = self._t(
+                "tx_abort", saga, "", i, step.action, m.msg_id, n, "business failure (fail_step)"
             )
             self._journal(seq, saga, i, "abort")
             return FAILED
         st = self.status.get(key)
-        if pol.barrier and st in (COMPENSATED, NULL_COMPENSATED):
-            seq = self._emit(
+        if pol.barrier and st in UNDONE:
+            seq = self._t(
                 "tx_refused",
                 saga,
-                self.name,
                 "",
-                step.name,
+                i,
                 step.action,
                 m.msg_id,
                 n,
@@ -239,15 +422,30 @@ class Service(Node):
             )
             self._journal(seq, saga, i, "refused")
             return REFUSED
+        write = None
+        if read is not None:
+            write = self._plan_write(saga, i, step.data, read, m, n)
+            if isinstance(write, str):
+                if self.status.get(key) == RUNNING:
+                    del self.status[key]
+                seq = self._t("tx_abort", saga, "", i, step.action, m.msg_id, n, write)
+                self._journal(seq, saga, i, "abort")
+                return FAILED
         record = {k: _fill(v, saga) for k, v in step.writes.items()}
         self.records[key] = record
-        if st not in (COMPENSATED, NULL_COMPENSATED):
+        if st not in UNDONE:
             self.status[key] = COMMITTED
         detail = ", ".join(f"{k}={v}" for k, v in record.items())
-        seq = self._emit(
-            "tx_commit", saga, self.name, "", step.name, step.action, m.msg_id, n, detail
-        )
+        if write is not None:
+            detail = f"{detail}, {write[0]}" if detail else write[0]
+        seq = self._t("tx_commit", saga, "", i, step.action, m.msg_id, n, detail)
         self._journal(seq, saga, i, "commit")
+        if write is not None:
+            self._apply_write(seq, saga, i, step.data.item, write)
+        if self._triggers:
+            for trig in self._triggers:
+                if trig.matches("after_commit", saga, i):
+                    self._crash_after_commit = trig
         return OK
 
     def run_compensation(self, saga: int, i: int, m: Message) -> Generator:
@@ -258,12 +456,11 @@ class Service(Node):
         pol = self._policy
         if pol.idempotent and st in (COMPENSATED, NULL_COMPENSATED, COMPENSATING):
             what = "already compensated" if st != COMPENSATING else "compensation in progress"
-            self._emit(
+            self._t(
                 "ignored",
                 saga,
-                self.name,
                 m.source,
-                step.name,
+                i,
                 m.name,
                 m.msg_id,
                 m.attempt,
@@ -272,12 +469,11 @@ class Service(Node):
             return ALREADY if st != COMPENSATING else BUSY
         if st not in (COMMITTED, COMPENSATED, COMPENSATING) and key not in self.records:
             self.status[key] = NULL_COMPENSATED
-            seq = self._emit(
+            seq = self._t(
                 "comp_null",
                 saga,
-                self.name,
                 "",
-                step.name,
+                i,
                 step.compensation,
                 m.msg_id,
                 m.attempt,
@@ -291,12 +487,11 @@ class Service(Node):
         yield self.env.timeout(self._comp_durations[i](self._u(COMP_SERVICE, saga, i, n)))
         if self._fail_comp(saga, i, n):
             self.status[key] = COMMITTED
-            seq = self._emit(
+            seq = self._t(
                 "comp_fail",
                 saga,
-                self.name,
                 "",
-                step.name,
+                i,
                 step.compensation,
                 m.msg_id,
                 n,
@@ -306,10 +501,25 @@ class Service(Node):
             return FAILED
         self.status[key] = COMPENSATED
         self.records.pop(key, None)
-        seq = self._emit(
-            "comp_commit", saga, self.name, "", step.name, step.compensation, m.msg_id, n, ""
-        )
+        undo = ""
+        d = step.data
+        if d is not None and d.change:
+            cell = self.items[d.item]
+            undo = f"{d.item}: {cell[0]} -> {cell[0] - d.change}"
+        seq = self._t("comp_commit", saga, "", i, step.compensation, m.msg_id, n, undo)
         self._journal(seq, saga, i, "comp")
+        if d is not None:
+            if d.change:
+                cell = self.items[d.item]
+                based = cell[1]
+                cell[0] -= d.change
+                cell[1] += 1
+                cell[2], cell[3] = saga, seq
+                self._data_log.append(
+                    (self.env.now, seq, saga, i, "undo", d.item, cell[0], cell[1], saga, seq, based)
+                )
+            if self.locks.get(d.item) == saga:
+                del self.locks[d.item]
         return OK
 
 

@@ -60,6 +60,9 @@ class World:
             horizon = self.arrivals[-1] + DEFAULT_TAIL
         self.horizon = float(horizon)
         self.declared: dict[int, tuple[str, float, str]] = {}
+        # shared-item operations: (time, seq, saga, step, op, item, value, version, writer saga,
+        # writer seq, based-on version); op: read | write | undo
+        self.data_log: list[tuple] = []
         self.nodes: dict[str, Node] = {}
         self.network = Network(self)
         self.nodes["client"] = Client(self, "client")
@@ -87,6 +90,9 @@ class World:
         """A participant or the coordinator says the saga has ended (the first word counts)."""
         if saga not in self.declared:
             self.declared[saga] = (state, self.env.now, by)
+            if self.data_log:
+                for svc in self.services.values():
+                    svc.release_locks(saga)
 
     # --- processes -------------------------------------------------------------------------
 
@@ -104,6 +110,10 @@ class World:
         yield self.env.timeout(duration)
         node.restart(label)
 
+    def schedule_restart(self, node: Node, duration: float, label: str) -> None:
+        """Bring a node that a crash trigger took down back up after ``duration``."""
+        self.env.timeout(duration).callbacks.append(lambda _ev: node.restart(label))
+
     def _partition(self, f: Partition) -> Generator:
         """Trace a partition's window (the network enforces it; this makes it visible)."""
         label = describe_fault(f)
@@ -118,7 +128,7 @@ class World:
         env = self.env
         env.process(self._client(entry, start_name, start_kind))
         for f in self.faults:
-            if isinstance(f, Crash):
+            if isinstance(f, Crash) and f.at is not None:
                 env.process(self._crash(self.nodes[f.service], f.at, f.duration, describe_fault(f)))
             elif isinstance(f, Partition):
                 env.process(self._partition(f))
