@@ -10,6 +10,8 @@ The public API::
 
 from .checks import INVARIANTS, OUTCOMES, Violation
 from .faults import FAULT_KINDS, describe_fault
+from .presets import Preset, presets
+from .replay import store_at
 from .run import Comparison, Divergence, Run, compare, simulate
 from .scenario import (
     Problem,
@@ -18,6 +20,15 @@ from .scenario import (
     load_scenario,
     parse_faults,
     parse_scenario,
+)
+from .share import (
+    RunConfig,
+    apply_knobs,
+    config_from_query_string,
+    config_to_query_string,
+    decode_config,
+    encode_config,
+    fault_text,
 )
 from .styles import STYLES, choreography_flow, orchestration_states
 from .trace import EVENT_COLUMNS, EVENT_KINDS
@@ -33,17 +44,27 @@ __all__ = [
     "STYLES",
     "Comparison",
     "Divergence",
+    "Preset",
     "Problem",
     "Run",
+    "RunConfig",
     "Scenario",
     "ScenarioError",
     "Violation",
+    "apply_knobs",
     "choreography_flow",
     "compare",
+    "config_from_query_string",
+    "config_to_query_string",
+    "decode_config",
     "describe_fault",
+    "encode_config",
+    "fault_text",
     "load_scenario",
     "orchestration_states",
     "parse_faults",
     "parse_scenario",
+    "presets",
     "simulate",
+    "store_at",
 ]
