@@ -9,6 +9,19 @@ The public API::
 """
 
 from .checks import INVARIANTS, OUTCOMES, Violation
+from .experiments import (
+    MonteCarlo,
+    Rates,
+    Shrunk,
+    count_fault_points,
+    fault_matrix,
+    fault_points,
+    find_and_shrink,
+    monte_carlo,
+    set_param,
+    summarize_sweep,
+    sweep,
+)
 from .faults import FAULT_KINDS, describe_fault
 from .presets import Preset, presets
 from .replay import store_at
@@ -44,27 +57,38 @@ __all__ = [
     "STYLES",
     "Comparison",
     "Divergence",
+    "MonteCarlo",
     "Preset",
     "Problem",
+    "Rates",
     "Run",
     "RunConfig",
     "Scenario",
     "ScenarioError",
+    "Shrunk",
     "Violation",
     "apply_knobs",
     "choreography_flow",
     "compare",
     "config_from_query_string",
     "config_to_query_string",
+    "count_fault_points",
     "decode_config",
     "describe_fault",
     "encode_config",
+    "fault_matrix",
+    "fault_points",
     "fault_text",
+    "find_and_shrink",
     "load_scenario",
+    "monte_carlo",
     "orchestration_states",
     "parse_faults",
     "parse_scenario",
     "presets",
+    "set_param",
     "simulate",
     "store_at",
+    "summarize_sweep",
+    "sweep",
 ]
