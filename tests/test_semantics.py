@@ -265,3 +265,36 @@ def test_step_data_must_name_an_item_of_its_service(shop):
         r"no item 'stok' \(did you mean 'stock'\?\)",
     ):
         ss.parse_scenario(text)
+
+
+@pytest.mark.parametrize("barrier", [True, False])
+def test_late_request_after_an_abort_is_fenced_off(barrier):
+    """Found by find_and_shrink: the retry aborts, the saga compensates, then the delayed first
+    request arrives and would commit a step the saga already gave up on."""
+    orders = ss.load_scenario("scenarios/order_fulfillment.yaml")
+    run = ss.simulate(
+        policy(orders, barrier=barrier),
+        "orchestration",
+        seed=3,
+        faults=[
+            "{kind: fail_step, step: create_order}",
+            "{kind: delay, step: create_order, leg: request, extra: 0.911, count: 2}",
+        ],
+    )
+    assert rows(run, "tx_abort", step="create_order", saga=1)
+    if barrier:
+        refused = rows(run, "tx_refused", step="create_order", saga=1)
+        assert refused and all("already aborted" in r["detail"] for r in refused)
+        assert (run.sagas["outcome"] == "compensated").all() and not run.violations
+    else:
+        assert rows(run, "tx_commit", step="create_order", saga=1)
+        assert run.sagas.loc[0, "outcome"] == "inconsistent"
+        assert {v.invariant for v in run.violations} == {"semantic_atomicity"}
+
+
+def test_network_loss_spares_the_clients_request(signup):
+    net = signup.network.model_copy(update={"loss": 0.5})
+    run = ss.simulate(signup.model_copy(update={"network": net}), "choreography", seed=1, sagas=50)
+    ev = run.events
+    assert not ((ev["kind"] == "drop") & (ev["source"] == "client")).any()
+    assert ((ev["kind"] == "drop") & (ev["source"] != "client")).any()

@@ -136,7 +136,8 @@ class Network:
                 return
         saga, step, leg, phase, attempt = m.saga, m.step, m.leg, m.phase, m.attempt
         u = self.u
-        if self.loss and u(LOSS, saga, step, leg, phase, attempt) < self.loss:
+        reliable = m.source == "client"  # the client retries its request until it is taken
+        if self.loss and not reliable and u(LOSS, saga, step, leg, phase, attempt) < self.loss:
             trace("drop", m, "lost by the network")
             return
         extra = 0.0
@@ -156,6 +157,7 @@ class Network:
                 break
         if (
             duplicated is None
+            and not reliable
             and self.dup
             and u(DUPLICATE, saga, step, leg, phase, attempt) < self.dup
         ):

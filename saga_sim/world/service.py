@@ -41,8 +41,9 @@ COMPENSATING = "compensating"
 COMPENSATED = "compensated"
 NULL_COMPENSATED = "null_compensated"
 ABANDONED = "abandoned"  # the coordinator was told it never ran: a barrier tombstone
+ABORTED = "aborted"  # it aborted and is not retriable: it must not run later for this saga
 
-UNDONE = (COMPENSATED, NULL_COMPENSATED, ABANDONED)
+UNDONE = (COMPENSATED, NULL_COMPENSATED, ABANDONED, ABORTED)
 
 # Results of run_action / run_compensation
 OK = "ok"
@@ -378,7 +379,9 @@ class Service(Node):
             )
             return ALREADY if st != RUNNING else BUSY
         if pol.barrier and st in UNDONE:
-            why = "it was declared not run" if st == ABANDONED else "the compensation already ran"
+            why = {ABANDONED: "it was declared not run", ABORTED: "it already aborted"}.get(
+                st, "the compensation already ran"
+            )
             seq = self._t(
                 "tx_refused", saga, "", i, step.action, m.msg_id, m.attempt, f"barrier: {why}"
             )
@@ -402,7 +405,10 @@ class Service(Node):
                     self._crash_now(trig)
         if self._fail(saga, i, n):
             if self.status.get(key) == RUNNING:
-                del self.status[key]
+                if pol.barrier and step.kind != "retriable":
+                    self.status[key] = ABORTED  # a late copy of this request must not commit
+                else:
+                    del self.status[key]
             seq = self._t(
                 "tx_abort", saga, "", i, step.action, m.msg_id, n, "business failure (fail_step)"
             )
