@@ -6,16 +6,26 @@ store survives crashes; work in progress does not: a crash interrupts the worker
 ``Interrupt``) and loses the inbox. Idempotency (deduplication by message id and by saga step)
 and the barrier (refusing an action whose compensation already ran) live here, shared by both
 styles; the style gives the service its ``handler`` for incoming messages.
+
+A *participant* can be plugged into a step (``simulate(..., participants={step: obj})``, used by
+the coursework): an object with an ``action(request, db)`` and/or a ``compensation(request, db)``
+method. It is asked at the commit point of the local transaction, after the step's duration and
+any injected business failure, and decides what the transaction does (``apply``, ``skip``,
+``refuse``; ``undo``, ``null``, ``skip``); ``db`` is the service's own durable dict, committed with
+the transaction. For the phases it plugs, the participant takes over the service's built-in
+safeguards (deduplication, barrier, null compensation): they are its job.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import simpy
 
 from ..faults import FailCompensation, FailStep
+from .messages import ACTION, COMPENSATION
 from .node import Node
 from .streams import COMP_SERVICE, SERVICE
 
@@ -24,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .messages import Message
     from .world import World
 
-__all__ = ["Effect", "Service"]
+__all__ = ["ACTION_VERDICTS", "COMPENSATION_VERDICTS", "Effect", "Request", "Service"]
 
 RUNNING = "running"
 COMMITTED = "committed"
@@ -38,6 +48,28 @@ FAILED = "failed"
 ALREADY = "already"  # idempotent hit: the effect is already there
 BUSY = "busy"  # the same work is in progress: ignore this copy
 REFUSED = "refused"  # barrier: the compensation already ran
+
+
+ACTION_VERDICTS = ("apply", "skip", "refuse")
+"""What a plugged participant's ``action`` may answer: commit the effect; do nothing and reply
+success (the effect is already there); refuse (barrier: the reply says failed)."""
+COMPENSATION_VERDICTS = ("undo", "null", "skip")
+"""What a plugged participant's ``compensation`` may answer: undo the effect; record a null
+compensation (nothing to undo); do nothing and reply success (already undone)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a plugged participant sees of the message it handles (read-only)."""
+
+    saga: int
+    step: str
+    phase: str  # "action" | "compensation"
+    msg_id: int
+    attempt: int
+    message: str
+    source: str
+    time: float
 
 
 class Effect(tuple):
@@ -66,6 +98,8 @@ class Service(Node):
         self.records: dict[tuple[int, int], dict[str, str]] = {}
         self.seen: set[int] = set()
         self.journal: list[tuple] = []
+        self.participants: dict[int, Any] = {}  # step index -> plugged behaviour
+        self.db: dict[Any, Any] = {}  # the plugged behaviour's own durable table
         self.busy: dict[simpy.Process, Message] = {}
         self.workers = [self.env.process(self._work()) for _ in range(spec.workers)]
         sc = world.scenario
@@ -133,7 +167,7 @@ class Service(Node):
     def is_duplicate(self, m: Message) -> bool:
         """True (and traced) when this exact message was already handled, or is being handled
         by another worker, and deduplication is on."""
-        if not self._policy.idempotent:
+        if not self._policy.idempotent or self._plugged(m.step, m.phase):
             return False
         if m.msg_id in self.seen:
             why = "duplicate message id: already handled"
@@ -145,6 +179,26 @@ class Service(Node):
         step = self._step_label(m.step)
         self._emit("ignored", m.saga, self.name, m.source, step, m.name, m.msg_id, m.attempt, why)
         return True
+
+    def _plugged(self, i: int, phase: int) -> Any:
+        """The participant plugged into step ``i`` for this phase, or None."""
+        p = self.participants.get(i)
+        if p is None:
+            return None
+        return getattr(p, "action" if phase == ACTION else "compensation", None)
+
+    def _ask(self, fn: Any, phase: str, saga: int, i: int, m: Message) -> str:
+        req = Request(
+            saga, self._steps[i].name, phase, m.msg_id, m.attempt, m.name, m.source, self.env.now
+        )
+        verdict = fn(req, self.db)
+        allowed = ACTION_VERDICTS if phase == "action" else COMPENSATION_VERDICTS
+        if verdict not in allowed:
+            raise ValueError(
+                f"the participant plugged into {req.step!r} answered {verdict!r} to its {phase}; "
+                f"expected one of: {', '.join(map(repr, allowed))}"
+            )
+        return verdict
 
     def handled(self, m: Message) -> None:
         """Remember that this message id is done (durably, with the local transaction)."""
@@ -162,7 +216,8 @@ class Service(Node):
         st = self.status.get(key)
         step = self._steps[i]
         pol = self._policy
-        if pol.idempotent and st in (COMMITTED, COMPENSATING, RUNNING):
+        plugged = self._plugged(i, ACTION) if self.participants else None
+        if plugged is None and pol.idempotent and st in (COMMITTED, COMPENSATING, RUNNING):
             what = "already committed" if st != RUNNING else "already in progress"
             self._emit(
                 "ignored",
@@ -176,7 +231,7 @@ class Service(Node):
                 f"{what} (idempotent consumer)",
             )
             return ALREADY if st != RUNNING else BUSY
-        if pol.barrier and st in (COMPENSATED, NULL_COMPENSATED):
+        if plugged is None and pol.barrier and st in (COMPENSATED, NULL_COMPENSATED):
             seq = self._emit(
                 "tx_refused",
                 saga,
@@ -212,7 +267,30 @@ class Service(Node):
             self._journal(seq, saga, i, "abort")
             return FAILED
         st = self.status.get(key)
-        if pol.barrier and st in (COMPENSATED, NULL_COMPENSATED):
+        verdict = "apply" if plugged is None else self._ask(plugged, "action", saga, i, m)
+        if verdict == "skip":
+            if st == RUNNING:  # nothing new committed: back to what the store holds
+                if key in self.records:
+                    self.status[key] = COMMITTED
+                else:
+                    del self.status[key]
+            self._emit(
+                "ignored",
+                saga,
+                self.name,
+                m.source,
+                step.name,
+                m.name,
+                m.msg_id,
+                n,
+                "the participant skipped it: already applied",
+            )
+            return ALREADY
+        if verdict == "refuse" or (
+            plugged is None and pol.barrier and st in (COMPENSATED, NULL_COMPENSATED)
+        ):
+            if st == RUNNING and key not in self.records:
+                del self.status[key]
             seq = self._emit(
                 "tx_refused",
                 saga,
@@ -222,7 +300,9 @@ class Service(Node):
                 step.action,
                 m.msg_id,
                 n,
-                "barrier: the compensation ran while this action was running",
+                "barrier: the compensation ran while this action was running"
+                if plugged is None
+                else "the participant refused it",
             )
             self._journal(seq, saga, i, "refused")
             return REFUSED
@@ -243,7 +323,9 @@ class Service(Node):
         st = self.status.get(key)
         step = self._steps[i]
         pol = self._policy
-        if pol.idempotent and st in (COMPENSATED, NULL_COMPENSATED, COMPENSATING):
+        plugged = self._plugged(i, COMPENSATION) if self.participants else None
+        done = (COMPENSATED, NULL_COMPENSATED, COMPENSATING)
+        if plugged is None and pol.idempotent and st in done:
             what = "already compensated" if st != COMPENSATING else "compensation in progress"
             self._emit(
                 "ignored",
@@ -257,7 +339,11 @@ class Service(Node):
                 f"{what} (idempotent consumer)",
             )
             return ALREADY if st != COMPENSATING else BUSY
-        if st not in (COMMITTED, COMPENSATED, COMPENSATING) and key not in self.records:
+        if (
+            plugged is None
+            and st not in (COMMITTED, COMPENSATED, COMPENSATING)
+            and key not in self.records
+        ):
             self.status[key] = NULL_COMPENSATED
             seq = self._emit(
                 "comp_null",
@@ -274,6 +360,7 @@ class Service(Node):
             return OK
         n = self.comp_attempts.get(key, 0) + 1
         self.comp_attempts[key] = n
+        before = st
         self.status[key] = COMPENSATING
         dist = step.compensation_duration or step.duration
         yield self.env.timeout(dist.sample(self._u(COMP_SERVICE, saga, i, n)))
@@ -292,6 +379,39 @@ class Service(Node):
             )
             self._journal(seq, saga, i, "comp_fail")
             return FAILED
+        verdict = "undo" if plugged is None else self._ask(plugged, "compensation", saga, i, m)
+        if verdict == "skip":
+            if before is None:  # nothing changes in the store
+                del self.status[key]
+            else:
+                self.status[key] = before
+            self._emit(
+                "ignored",
+                saga,
+                self.name,
+                m.source,
+                step.name,
+                m.name,
+                m.msg_id,
+                n,
+                "the participant skipped it: already undone",
+            )
+            return ALREADY
+        if verdict == "null":
+            self.status[key] = NULL_COMPENSATED
+            seq = self._emit(
+                "comp_null",
+                saga,
+                self.name,
+                "",
+                step.name,
+                step.compensation,
+                m.msg_id,
+                n,
+                "the participant found nothing to undo",
+            )
+            self._journal(seq, saga, i, "comp_null")
+            return OK
         self.status[key] = COMPENSATED
         self.records.pop(key, None)
         seq = self._emit(
