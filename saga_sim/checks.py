@@ -138,8 +138,8 @@ def _compensation_order(saga: int, entries: list[Entry], names: list[str]) -> li
         if op == "commit":
             live[i] = seq
             order.setdefault(i, len(order))
-        elif op == "comp":
-            later = [j for j in live if j != i and order.get(j, -1) > order.get(i, -1)]
+        elif op == "comp" and i in order:
+            later = [j for j in live if j != i and order[j] > order[i]]
             for j in sorted(later):
                 out.append(
                     Violation(
@@ -188,8 +188,12 @@ def judge(
     outcomes: dict[int, str] = {}
     violations: list[Violation] = []
     n = len(steps)
+    clean = [(k, "commit") for k in range(n)]
     for saga in range(1, n_sagas + 1):
         es = by_saga.get(saga, [])
+        if len(es) == n and [(e[3], e[4]) for e in es] == clean:
+            outcomes[saga] = "completed"  # the common case: every step committed once, in order
+            continue
         found: list[Violation] = []
         for check in CHECKS.values():
             found += check(saga, es, names)

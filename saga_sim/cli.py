@@ -142,8 +142,10 @@ def _seconds(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and for ``--help``)."""
-    p = _Parser(prog="python -m saga_sim", description="Simulate sagas: orchestration vs "
-                "choreography under the same faults.")
+    p = _Parser(
+        prog="python -m saga_sim",
+        description="Simulate sagas: orchestration vs choreography under the same faults.",
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     v = sub.add_parser("validate", help="check a scenario file and list every problem")
     v.add_argument("file")
@@ -154,9 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=_positive_int, default=0)
     r.add_argument("--sagas", type=_positive_int, default=None, help="override workload.sagas")
     r.add_argument("--horizon", type=_seconds, default=None, help="simulated seconds to run")
-    r.add_argument("--fault", action="append", default=[], metavar="YAML",
-                   help="a fault as a YAML flow mapping, e.g. '{kind: fail_step, step: x}'; "
-                   "repeatable")
+    r.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="a fault as a YAML flow mapping, e.g. '{kind: fail_step, step: x}'; repeatable",
+    )
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.add_argument("--out", metavar="DIR", help="write events.csv, sagas.csv and run.json")
     r.set_defaults(func=_cmd_run)
@@ -185,4 +191,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # pragma: no cover
         print("interrupted", file=sys.stderr)
         return 130
-

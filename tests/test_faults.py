@@ -35,8 +35,7 @@ def _cases():
 def test_fail_step_outcome_and_compensation_order(path, i, style):
     sc = ss.load_scenario(path)
     step = sc.steps[i]
-    run = ss.simulate(sc, style, faults=[{"kind": "fail_step", "step": step.name}], seed=4,
-                      sagas=1)
+    run = ss.simulate(sc, style, faults=[{"kind": "fail_step", "step": step.name}], seed=4, sagas=1)
     assert [r["step"] for r in rows(run, "tx_abort")] == [step.name]
     comps = [r["step"] for r in rows(run, "comp_commit")]
     if step.kind == "retriable":
@@ -56,8 +55,9 @@ def test_fail_step_outcome_and_compensation_order(path, i, style):
 
 @pytest.mark.parametrize("style", STYLES)
 def test_fail_step_only_hits_the_chosen_saga(signup, style):
-    run = ss.simulate(signup, style, faults=["{kind: fail_step, step: create_user, saga: 2}"],
-                      seed=1, sagas=3)
+    run = ss.simulate(
+        signup, style, faults=["{kind: fail_step, step: create_user, saga: 2}"], seed=1, sagas=3
+    )
     assert run.sagas["outcome"].tolist() == ["completed", "compensated", "completed"]
 
 
@@ -69,9 +69,12 @@ EMAIL_FAILS = {"kind": "fail_step", "step": "send_welcome_email"}
 
 @pytest.mark.parametrize("style", STYLES)
 def test_compensation_failing_twice_is_retried(signup, style):
-    run = ss.simulate(signup, style, seed=2,
-                      faults=[EMAIL_FAILS, {"kind": "fail_compensation", "step": "create_user",
-                                            "times": 2}])
+    run = ss.simulate(
+        signup,
+        style,
+        seed=2,
+        faults=[EMAIL_FAILS, {"kind": "fail_compensation", "step": "create_user", "times": 2}],
+    )
     assert [r["attempt"] for r in rows(run, "comp_fail")] == [1, 2]
     assert [r["attempt"] for r in rows(run, "comp_commit")] == [3]
     assert run.outcome == "compensated"
@@ -79,8 +82,12 @@ def test_compensation_failing_twice_is_retried(signup, style):
 
 @pytest.mark.parametrize("style", STYLES)
 def test_compensation_failing_forever_is_reported(signup, style):
-    run = ss.simulate(signup, style, seed=2,
-                      faults=[EMAIL_FAILS, {"kind": "fail_compensation", "step": "create_user"}])
+    run = ss.simulate(
+        signup,
+        style,
+        seed=2,
+        faults=[EMAIL_FAILS, {"kind": "fail_compensation", "step": "create_user"}],
+    )
     fails = rows(run, "comp_fail")
     assert len(fails) == signup.policy.compensation_retries + 1
     assert run.outcome == "inconsistent"
@@ -95,8 +102,9 @@ def test_compensation_failing_forever_is_reported(signup, style):
 
 @pytest.mark.parametrize("style", STYLES)
 def test_crash_before_the_request_arrives(signup, style):
-    run = ss.simulate(signup, style, seed=1,
-                      faults=["{kind: crash, service: identity, at: 0.02, for: 1.0}"])
+    run = ss.simulate(
+        signup, style, seed=1, faults=["{kind: crash, service: identity, at: 0.02, for: 1.0}"]
+    )
     (crash,) = rows(run, "crash", source="identity")
     (restart,) = rows(run, "restart", source="identity")
     assert restart["time"] - crash["time"] == pytest.approx(1.0)
@@ -120,8 +128,12 @@ def test_crash_mid_transaction_loses_the_work(signup, style):
     start = ev[(ev["kind"] == "deliver") & (ev["target"] == "identity")]["time"].iloc[0]
     commit = ev[(ev["kind"] == "tx_commit") & (ev["step"] == "create_user")]["time"].iloc[0]
     at = (start + commit) / 2
-    run = ss.simulate(signup, style, seed=1,
-                      faults=[{"kind": "crash", "service": "identity", "at": at, "for": 0.3}])
+    run = ss.simulate(
+        signup,
+        style,
+        seed=1,
+        faults=[{"kind": "crash", "service": "identity", "at": at, "for": 0.3}],
+    )
     (lost,) = rows(run, "work_lost", source="identity")
     assert lost["step"] == "create_user"
     commits = rows(run, "tx_commit", step="create_user")
@@ -133,8 +145,9 @@ def test_crash_mid_transaction_loses_the_work(signup, style):
 
 
 def test_coordinator_crash_recovers_from_its_log(signup):
-    run = ss.simulate(signup, "orchestration", seed=1,
-                      faults=["{kind: crash_coordinator, at: 0.03, for: 0.5}"])
+    run = ss.simulate(
+        signup, "orchestration", seed=1, faults=["{kind: crash_coordinator, at: 0.03, for: 0.5}"]
+    )
     assert rows(run, "crash", source="coordinator") and rows(run, "restart", source="coordinator")
     recovering = [r["detail"] for r in rows(run, "state") if r["detail"].startswith("recovering")]
     assert len(recovering) == 1
@@ -144,16 +157,18 @@ def test_coordinator_crash_recovers_from_its_log(signup):
 
 
 def test_coordinator_crash_is_a_no_op_in_choreography(signup):
-    run = ss.simulate(signup, "choreography", seed=1,
-                      faults=["{kind: crash_coordinator, at: 0.03, for: 0.5}"])
+    run = ss.simulate(
+        signup, "choreography", seed=1, faults=["{kind: crash_coordinator, at: 0.03, for: 0.5}"]
+    )
     assert not rows(run, "crash")
     assert any("no coordinator" in n for n in run.notes)
     assert run.outcome == "completed"
 
 
 def test_start_message_lost_while_coordinator_down_stalls(signup):
-    run = ss.simulate(signup, "orchestration", seed=1,
-                      faults=["{kind: crash_coordinator, at: 0.0, for: 1.0}"])
+    run = ss.simulate(
+        signup, "orchestration", seed=1, faults=["{kind: crash_coordinator, at: 0.0, for: 1.0}"]
+    )
     assert rows(run, "drop", message="start_saga")
     assert run.outcome == "stalled"
 
@@ -163,22 +178,25 @@ def test_start_message_lost_while_coordinator_down_stalls(signup):
 
 @pytest.mark.parametrize("style", STYLES)
 def test_drop_request(signup, style):
-    run = ss.simulate(signup, style, seed=1,
-                      faults=["{kind: drop, step: create_user, leg: request}"])
+    run = ss.simulate(
+        signup, style, seed=1, faults=["{kind: drop, step: create_user, leg: request}"]
+    )
     (drop,) = rows(run, "drop")
     assert drop["detail"].startswith("fault: drop") and drop["target"] == "identity"
     assert run.outcome == "completed"
     if style == "orchestration":
         assert rows(run, "timeout", step="create_user") and rows(run, "retry")
     else:
-        redelivered = [r for r in rows(run, "send", target="identity") if "redelivered" in
-                       r["detail"]]
+        redelivered = [
+            r for r in rows(run, "send", target="identity") if "redelivered" in r["detail"]
+        ]
         assert redelivered and redelivered[0]["msg_id"] == drop["msg_id"]
 
 
 def test_drop_reply_orchestration_retries_and_deduplicates(signup):
-    run = ss.simulate(signup, "orchestration", seed=1,
-                      faults=["{kind: drop, step: create_user, leg: reply}"])
+    run = ss.simulate(
+        signup, "orchestration", seed=1, faults=["{kind: drop, step: create_user, leg: reply}"]
+    )
     assert len(rows(run, "tx_commit", step="create_user")) == 1
     ignored = rows(run, "ignored", step="create_user")
     assert ignored and "already committed" in ignored[0]["detail"]
@@ -187,8 +205,9 @@ def test_drop_reply_orchestration_retries_and_deduplicates(signup):
 
 def test_drop_event_choreography_stalls(signup):
     """The lesson: a lost event with nobody watching leaves the saga stalled."""
-    run = ss.simulate(signup, "choreography", seed=1,
-                      faults=["{kind: drop, step: create_user, leg: reply}"])
+    run = ss.simulate(
+        signup, "choreography", seed=1, faults=["{kind: drop, step: create_user, leg: reply}"]
+    )
     (drop,) = rows(run, "drop")
     assert drop["message"] == "create_user.succeeded" and drop["target"] == "broker"
     assert run.outcome == "stalled"
@@ -211,8 +230,9 @@ def test_drop_by_link_and_message(signup, style):
 
 @pytest.mark.parametrize("style", STYLES)
 def test_duplicate_is_delivered_twice_and_applied_once(signup, style):
-    run = ss.simulate(signup, style, seed=1,
-                      faults=["{kind: duplicate, step: create_user, leg: request}"])
+    run = ss.simulate(
+        signup, style, seed=1, faults=["{kind: duplicate, step: create_user, leg: request}"]
+    )
     (dup,) = rows(run, "duplicate")
     delivered = rows(run, "deliver", msg_id=dup["msg_id"])
     assert len(delivered) == 2
@@ -223,9 +243,12 @@ def test_duplicate_is_delivered_twice_and_applied_once(signup, style):
 
 @pytest.mark.parametrize("style", STYLES)
 def test_duplicate_without_idempotency_applies_twice(signup, style):
-    sc = signup.model_copy(update={"policy": signup.policy.model_copy(update={"idempotent": False})})
-    run = ss.simulate(sc, style, seed=1,
-                      faults=["{kind: duplicate, step: create_user, leg: request}"])
+    sc = signup.model_copy(
+        update={"policy": signup.policy.model_copy(update={"idempotent": False})}
+    )
+    run = ss.simulate(
+        sc, style, seed=1, faults=["{kind: duplicate, step: create_user, leg: request}"]
+    )
     assert len(rows(run, "tx_commit", step="create_user")) == 2
     assert run.outcome == "inconsistent"
     assert {v.invariant for v in run.violations} == {"duplicate_effect"}
@@ -243,8 +266,9 @@ def test_duplicate_without_idempotency_applies_twice(signup, style):
 @pytest.mark.parametrize("style", STYLES)
 def test_delay_adds_latency(signup, style):
     base = ss.simulate(signup, style, seed=1)
-    run = ss.simulate(signup, style, seed=1,
-                      faults=["{kind: delay, step: create_user, leg: request, extra: 0.2}"])
+    run = ss.simulate(
+        signup, style, seed=1, faults=["{kind: delay, step: create_user, leg: request, extra: 0.2}"]
+    )
 
     def transit(r: ss.Run) -> float:
         ev = r.events
@@ -258,8 +282,12 @@ def test_delay_adds_latency(signup, style):
 
 def test_delay_past_the_timeout_then_it_ran(signup):
     """Timed out but it ran: the pivot commits after the coordinator gave up on it."""
-    run = ss.simulate(signup, "orchestration", seed=1,
-                      faults=["{kind: delay, step: send_welcome_email, leg: request, extra: 5}"])
+    run = ss.simulate(
+        signup,
+        "orchestration",
+        seed=1,
+        faults=["{kind: delay, step: send_welcome_email, leg: request, extra: 5}"],
+    )
     assert len(rows(run, "timeout", step="send_welcome_email")) == signup.policy.retries + 1
     assert rows(run, "comp_commit", step="create_user")
     assert rows(run, "tx_commit", step="send_welcome_email")
@@ -270,8 +298,12 @@ def test_delay_past_the_timeout_then_it_ran(signup):
 @pytest.mark.parametrize("barrier,outcome", [(True, "compensated"), (False, "inconsistent")])
 def test_late_action_after_null_compensation(signup, barrier, outcome):
     sc = signup.model_copy(update={"policy": signup.policy.model_copy(update={"barrier": barrier})})
-    run = ss.simulate(sc, "orchestration", seed=1,
-                      faults=["{kind: delay, step: create_user, leg: request, extra: 4}"])
+    run = ss.simulate(
+        sc,
+        "orchestration",
+        seed=1,
+        faults=["{kind: delay, step: create_user, leg: request, extra: 4}"],
+    )
     assert rows(run, "comp_null", step="create_user")
     if barrier:
         assert rows(run, "tx_refused", step="create_user")
@@ -286,8 +318,12 @@ def test_late_action_after_null_compensation(signup, barrier, outcome):
 
 @pytest.mark.parametrize("style", STYLES)
 def test_partition_cuts_messages_for_its_window(signup, style):
-    run = ss.simulate(signup, style, seed=1,
-                      faults=['{kind: partition, between: [identity, "*"], at: 0.01, for: 0.8}'])
+    run = ss.simulate(
+        signup,
+        style,
+        seed=1,
+        faults=['{kind: partition, between: [identity, "*"], at: 0.01, for: 0.8}'],
+    )
     (p,) = rows(run, "partition")
     (h,) = rows(run, "heal")
     assert h["time"] - p["time"] == pytest.approx(0.8)
@@ -302,12 +338,18 @@ def test_partition_cuts_messages_for_its_window(signup, style):
 def test_partition_between_unconnected_nodes_changes_nothing(signup):
     for style in STYLES:
         base = ss.simulate(signup, style, seed=1)
-        run = ss.simulate(signup, style, seed=1,
-                          faults=["{kind: partition, between: [validator, notifier], at: 0, "
-                                  "for: 10}"])
+        run = ss.simulate(
+            signup,
+            style,
+            seed=1,
+            faults=["{kind: partition, between: [validator, notifier], at: 0, for: 10}"],
+        )
         ev = run.events
-        assert ev[~ev["kind"].isin(["partition", "heal"])].reset_index(drop=True).equals(
-            base.events.reset_index(drop=True))
+        assert (
+            ev[~ev["kind"].isin(["partition", "heal"])]
+            .reset_index(drop=True)
+            .equals(base.events.reset_index(drop=True))
+        )
 
 
 # --- network loss and duplication from the scenario -----------------------------------------

@@ -67,10 +67,11 @@ class Network:
     def __init__(self, world: World):
         self.world = world
         self.env = world.env
-        self.emit = world.tracer.emit
+        self.rows = world.tracer.rows
+        self.nodes = world.nodes
         self.u = world.streams.u
         net = world.scenario.network
-        self.latency = net.latency.sample
+        self.latency = net.latency.sampler()
         self.loss = net.loss
         self.dup = net.duplicate
         self.next_id = 0
@@ -98,8 +99,22 @@ class Network:
                 return label
         return None
 
-    def _step_name(self, m: Message) -> str:
-        return self.step_names[m.step] if m.step >= 0 else ""
+    def _trace(self, kind: str, m: Message, detail: str) -> None:
+        step = self.step_names[m.step] if m.step >= 0 else ""
+        self.rows.append(
+            (
+                self.env.now,
+                m.saga,
+                kind,
+                m.source,
+                m.target,
+                step,
+                m.name,
+                m.msg_id,
+                m.attempt,
+                detail,
+            )
+        )
 
     def send(self, m: Message) -> None:
         """Put a message on the network (it gets an id unless it is a redelivery)."""
@@ -107,125 +122,56 @@ class Network:
             self.next_id += 1
             m.msg_id = self.next_id
         self.sent += 1
-        step = self._step_name(m)
-        emit = self.emit
-        emit("send", m.saga, m.source, m.target, step, m.name, m.msg_id, m.attempt, m.note)
+        trace = self._trace
+        trace("send", m, m.note)
         if self.partitions:
             cut = self._cut(m.source, m.target)
             if cut is not None:
-                emit(
-                    "drop",
-                    m.saga,
-                    m.source,
-                    m.target,
-                    step,
-                    m.name,
-                    m.msg_id,
-                    m.attempt,
-                    f"partition ({cut})",
-                )
+                trace("drop", m, f"partition ({cut})")
                 return
         for rule in self.drops:
             if rule.matches(m):
                 rule.use()
-                emit(
-                    "drop",
-                    m.saga,
-                    m.source,
-                    m.target,
-                    step,
-                    m.name,
-                    m.msg_id,
-                    m.attempt,
-                    f"fault: {rule.label}",
-                )
+                trace("drop", m, f"fault: {rule.label}")
                 return
-        key = (m.saga, m.step, m.leg, m.phase, m.attempt)
-        if self.loss and self.u(LOSS, *key) < self.loss:
-            emit(
-                "drop",
-                m.saga,
-                m.source,
-                m.target,
-                step,
-                m.name,
-                m.msg_id,
-                m.attempt,
-                "lost by the network",
-            )
+        saga, step, leg, phase, attempt = m.saga, m.step, m.leg, m.phase, m.attempt
+        u = self.u
+        if self.loss and u(LOSS, saga, step, leg, phase, attempt) < self.loss:
+            trace("drop", m, "lost by the network")
             return
         extra = 0.0
         for rule in self.delays:
             if rule.matches(m):
                 rule.use()
                 extra += rule.fault.extra
-        self._schedule(self.latency(self.u(LATENCY, *key, 0)) + extra, m, 0)
+        delay = self.latency(u(LATENCY, saga, step, leg, phase, attempt, 0)) + extra
+        self.env.timeout(delay).callbacks.append(lambda _ev: self._arrive(m, 0))
         duplicated = None
         for rule in self.dups:
             if rule.matches(m):
                 rule.use()
                 duplicated = f"fault: {rule.label}"
                 break
-        if duplicated is None and self.dup and self.u(DUPLICATE, *key) < self.dup:
+        if (
+            duplicated is None
+            and self.dup
+            and u(DUPLICATE, saga, step, leg, phase, attempt) < self.dup
+        ):
             duplicated = "duplicated by the network"
         if duplicated is not None:
-            emit(
-                "duplicate",
-                m.saga,
-                m.source,
-                m.target,
-                step,
-                m.name,
-                m.msg_id,
-                m.attempt,
-                duplicated,
-            )
-            self._schedule(self.latency(self.u(LATENCY, *key, 1)) + extra, m, 1)
-
-    def _schedule(self, delay: float, m: Message, copy: int) -> None:
-        ev = self.env.timeout(delay)
-        ev.callbacks.append(lambda _ev: self._arrive(m, copy))
+            trace("duplicate", m, duplicated)
+            delay = self.latency(u(LATENCY, saga, step, leg, phase, attempt, 1)) + extra
+            self.env.timeout(delay).callbacks.append(lambda _ev: self._arrive(m, 1))
 
     def _arrive(self, m: Message, copy: int) -> None:
-        step = self._step_name(m)
         if self.partitions:
             cut = self._cut(m.source, m.target)
             if cut is not None:
-                self.emit(
-                    "drop",
-                    m.saga,
-                    m.source,
-                    m.target,
-                    step,
-                    m.name,
-                    m.msg_id,
-                    m.attempt,
-                    f"partition ({cut})",
-                )
+                self._trace("drop", m, f"partition ({cut})")
                 return
-        node = self.world.nodes[m.target]
+        node = self.nodes[m.target]
         if not node.up:
-            self.emit(
-                "drop",
-                m.saga,
-                m.source,
-                m.target,
-                step,
-                m.name,
-                m.msg_id,
-                m.attempt,
-                f"{m.target} is down",
-            )
+            self._trace("drop", m, f"{m.target} is down")
             return
-        self.emit(
-            "deliver",
-            m.saga,
-            m.source,
-            m.target,
-            step,
-            m.name,
-            m.msg_id,
-            m.attempt,
-            "second copy" if copy else m.note,
-        )
+        self._trace("deliver", m, "second copy" if copy else m.note)
         node.receive(m)

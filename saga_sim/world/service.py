@@ -18,6 +18,7 @@ safeguards (deduplication, barrier, null compensation): they are its job.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -90,7 +91,8 @@ class Service(Node):
 
     def __init__(self, world: World, name: str, spec: ServiceSpec):
         super().__init__(world, name)
-        self.inbox = simpy.Store(self.env)
+        self.inbox: deque[Message] = deque()  # messages waiting for a free worker
+        self._idle: list[simpy.Event] = []  # workers waiting for a message
         self.handler: Callable[[Service, Message], Generator] | None = None
         self.status: dict[tuple[int, int], str] = {}
         self.attempts: dict[tuple[int, int], int] = {}
@@ -108,17 +110,28 @@ class Service(Node):
         self._u = world.streams.u
         self._emit = world.tracer.emit
         self._fail = world.fail_step
+        self._durations = world.durations
+        self._comp_durations = world.comp_durations
         self._fail_comp = world.fail_compensation
 
     # --- message loop ------------------------------------------------------------------------
 
     def receive(self, m: Message) -> None:
-        self.inbox.put(m)
+        if self._idle:
+            self._idle.pop().succeed(m)
+        else:
+            self.inbox.append(m)
 
     def _work(self) -> Generator:
         env = self.env
+        inbox = self.inbox
         while True:
-            m = yield self.inbox.get()
+            if inbox:
+                m = inbox.popleft()
+            else:
+                wake = env.event()
+                self._idle.append(wake)
+                m = yield wake
             proc = env.active_process
             self.busy[proc] = m
             try:
@@ -142,7 +155,7 @@ class Service(Node):
                 "in-flight work lost in the crash",
             )
             proc.interrupt("crash")
-        for m in list(self.inbox.items):
+        for m in list(self.inbox):
             self._emit(
                 "drop",
                 m.saga,
@@ -154,7 +167,7 @@ class Service(Node):
                 m.attempt,
                 f"queued at {self.name}, lost in the crash",
             )
-        self.inbox.items.clear()
+        self.inbox.clear()
         for key, st in list(self.status.items()):
             if st == RUNNING:
                 del self.status[key]
@@ -249,7 +262,7 @@ class Service(Node):
         self.attempts[key] = n
         if st is None or pol.idempotent:
             self.status[key] = RUNNING
-        yield self.env.timeout(step.duration.sample(self._u(SERVICE, saga, i, n)))
+        yield self.env.timeout(self._durations[i](self._u(SERVICE, saga, i, n)))
         if self._fail(saga, i, n):
             if self.status.get(key) == RUNNING:
                 del self.status[key]
@@ -362,8 +375,7 @@ class Service(Node):
         self.comp_attempts[key] = n
         before = st
         self.status[key] = COMPENSATING
-        dist = step.compensation_duration or step.duration
-        yield self.env.timeout(dist.sample(self._u(COMP_SERVICE, saga, i, n)))
+        yield self.env.timeout(self._comp_durations[i](self._u(COMP_SERVICE, saga, i, n)))
         if self._fail_comp(saga, i, n):
             self.status[key] = COMMITTED
             seq = self._emit(

@@ -48,6 +48,10 @@ class World:
         self.streams = Streams(seed)
         self.tracer = Tracer(self.env)
         self.step_index = {s.name: i for i, s in enumerate(scenario.steps)}
+        self.durations = [s.duration.sampler() for s in scenario.steps]
+        self.comp_durations = [
+            (s.compensation_duration or s.duration).sampler() for s in scenario.steps
+        ]
         self.fail_step, self.fail_compensation = compile_step_faults(self.faults, self.step_index)
         self.n_sagas = sagas if sagas is not None else scenario.workload.sagas
         self.arrivals = self._arrival_times()
@@ -57,8 +61,9 @@ class World:
             horizon = self.arrivals[-1] + DEFAULT_TAIL
         self.horizon = float(horizon)
         self.declared: dict[int, tuple[str, float, str]] = {}
+        self.nodes: dict[str, Node] = {}
         self.network = Network(self)
-        self.nodes: dict[str, Node] = {"client": Client(self, "client")}
+        self.nodes["client"] = Client(self, "client")
         self.services: dict[str, Service] = {}
         for name, spec in scenario.services.items():
             svc = Service(self, name, spec)
@@ -70,7 +75,7 @@ class World:
         self.notes: list[str] = []
 
     def _arrival_times(self) -> list[float]:
-        draw = self.scenario.workload.interarrival.sample
+        draw = self.scenario.workload.interarrival.sampler()
         u = self.streams.u
         t = 0.0
         times = [0.0]

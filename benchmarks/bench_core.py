@@ -1,0 +1,95 @@
+"""Throughput of the simulation core beside a minimal SimPy request/reply model.
+
+Simulates N sagas of the seed scenario (user registration) per style, tracing on, and a
+minimal SimPy model of the same shape (3 steps, Store mailboxes, a reply event per request,
+random service times and latencies) timed in the same process, and prints sagas/s and the ratio.
+The target is a ratio of 0.25 or better (issue 2) and 0.5 (issue 4).
+
+    python benchmarks/bench_core.py [--sagas 10000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import sys
+import time
+from pathlib import Path
+
+import simpy
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import saga_sim as ss
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def minimal_model(n: int, seed: int = 0) -> float:
+    """A bare request/reply saga: 3 steps, each a command over a Store mailbox and a reply."""
+    rng = random.Random(seed)
+    env = simpy.Environment()
+    inboxes = [simpy.Store(env) for _ in range(3)]
+
+    def service(inbox: simpy.Store):
+        while True:
+            reply = yield inbox.get()
+            yield env.timeout(rng.expovariate(1 / 0.02))  # local transaction
+            yield env.timeout(rng.expovariate(1 / 0.005))  # reply latency
+            reply.succeed()
+
+    def saga():
+        for inbox in inboxes:
+            yield env.timeout(rng.expovariate(1 / 0.005))  # request latency
+            reply = env.event()
+            inbox.put(reply)
+            yield reply
+
+    def source():
+        for _ in range(n):
+            env.process(saga())
+            yield env.timeout(rng.expovariate(1 / 0.1))
+
+    for inbox in inboxes:
+        for _ in range(4):
+            env.process(service(inbox))
+    env.process(source())
+    t0 = time.perf_counter()
+    env.run()
+    return time.perf_counter() - t0
+
+
+def core(n: int, style: str, seed: int = 0) -> tuple[float, ss.Run]:
+    sc = ss.load_scenario(ROOT / "scenarios" / "user_registration.yaml")
+    t0 = time.perf_counter()
+    run = ss.simulate(sc, style, seed=seed, sagas=n)
+    return time.perf_counter() - t0, run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sagas", type=int, default=10_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    n = args.sagas
+    gc.collect()
+    base = min(minimal_model(n, seed=k) for k in range(args.repeat))
+    print(f"sagas per run: {n:,}; best of {args.repeat}")
+    print(f"{'model':<28}{'seconds':>9}{'sagas/s':>11}{'ratio':>8}")
+    print(f"{'minimal SimPy req/reply':<28}{base:>9.3f}{n / base:>11,.0f}{1.0:>8.2f}")
+    for style in ss.STYLES:
+        best = None
+        for k in range(args.repeat):
+            gc.collect()
+            secs, run = core(n, style, seed=k)
+            best = secs if best is None else min(best, secs)
+        rows = len(run._rows)
+        print(
+            f"{'saga-sim ' + style:<28}{best:>9.3f}{n / best:>11,.0f}{base / best:>8.2f}"
+            f"   ({rows / n:.0f} trace rows/saga, outcomes {run.metrics['outcomes']})"
+        )
+
+
+if __name__ == "__main__":
+    main()
