@@ -9,6 +9,19 @@ The public API::
 """
 
 from .checks import INVARIANTS, OUTCOMES, Violation
+from .experiments import (
+    MonteCarlo,
+    Rates,
+    Shrunk,
+    count_fault_points,
+    fault_matrix,
+    fault_points,
+    find_and_shrink,
+    monte_carlo,
+    set_param,
+    summarize_sweep,
+    sweep,
+)
 from .faults import FAULT_KINDS, describe_fault
 from .run import Comparison, Divergence, Run, compare, simulate
 from .scenario import (
@@ -33,17 +46,28 @@ __all__ = [
     "STYLES",
     "Comparison",
     "Divergence",
+    "MonteCarlo",
     "Problem",
+    "Rates",
     "Run",
     "Scenario",
     "ScenarioError",
+    "Shrunk",
     "Violation",
     "choreography_flow",
     "compare",
+    "count_fault_points",
     "describe_fault",
+    "fault_matrix",
+    "fault_points",
+    "find_and_shrink",
     "load_scenario",
+    "monte_carlo",
     "orchestration_states",
     "parse_faults",
     "parse_scenario",
+    "set_param",
     "simulate",
+    "summarize_sweep",
+    "sweep",
 ]
