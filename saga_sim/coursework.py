@@ -30,6 +30,7 @@ import pandas as pd
 import yaml
 
 from .checks import INVARIANTS, OUTCOMES
+from .faults import FAULT_KINDS
 from .run import Run, simulate
 from .scenario import Scenario, ScenarioError, load_scenario, parse_scenario
 from .styles import STYLES
@@ -244,6 +245,13 @@ def _mapping(keys: Iterable[str], value: Callable[[Any], Any]) -> Callable[[Any]
                 + (f"; unexpected: {', '.join(map(str, extra))}" if extra else "")
             )
         return tuple((k, value(x[k])) for k in ks)
+
+    return norm
+
+
+def _step_mapping(scenario: str, value: Callable[[Any], Any]) -> Callable[[Any], tuple]:
+    def norm(x: Any) -> tuple:
+        return _mapping([s.name for s in bundled(scenario).steps], value)(x)
 
     return norm
 
@@ -478,7 +486,7 @@ _add(
         "Order fulfilment, one saga, seed 5: for each step, the outcome when that step fails at "
         "its first attempt.",
         "a dict {step name: outcome}",
-        _mapping([s.name for s in bundled("order_fulfillment").steps], _outcome),
+        _step_mapping("order_fulfillment", _outcome),
         cache(_outcomes_by_step),
         hint=lambda g, e: (
             f"{sum(a != b for a, b in zip(g, e))} of the {len(e)} outcomes are wrong. What "
@@ -820,6 +828,143 @@ _hashed(
 )
 
 
+# --- 06 experiments ------------------------------------------------------------------------
+
+
+@cache
+def _matrix() -> pd.DataFrame:
+    from .experiments import fault_matrix
+
+    return fault_matrix(bundled("user_registration"), seed=7)
+
+
+@_computed(
+    "06.stalled_points",
+    "In the sign-up's fault matrix (seed 7), which fault points leave the choreography stalled?",
+    "a list of values of the `point` column",
+    _str_set,
+    lambda g, e: (
+        f"{len(g & e)} of yours are right"
+        + (f", {len(g - e)} are not stalled points" if g - e else "")
+        + (", and some are missing" if e - g else "")
+        + ". Filter the matrix on style and outcome."
+    ),
+)
+def _stalled_points() -> frozenset[str]:
+    m = _matrix()
+    sel = m[(m["style"] == "choreography") & (m["outcome"] == "stalled")]
+    return frozenset(sel["point"])
+
+
+def _fault_type(x: Any) -> str:
+    from .experiments import FAULT_TYPES
+
+    return _one_of(FAULT_TYPES, "a fault type of the matrix")(x)
+
+
+@_computed(
+    "06.unsurvivable",
+    "Which fault type of the matrix leaves both styles inconsistent, whatever the step?",
+    "a fault type (a key of `ss.experiments.FAULT_TYPES`)",
+    _fault_type,
+    "Group the inconsistent rows by `fault_type`. Could any coordination style fix it?",
+)
+def _unsurvivable() -> str:
+    m = _matrix()
+    bad = m[m["outcome"] == "inconsistent"]
+    types = bad.groupby("fault_type")["style"].nunique()
+    return str(types[types == len(STYLES)].index[0])
+
+
+@cache
+def _mc() -> Any:
+    from .experiments import monte_carlo
+
+    return monte_carlo(bundled("user_registration"), 2000, seed=1, executor="serial")
+
+
+def _stalled_row(style: str) -> pd.Series:
+    o = _mc().outcomes
+    return o[(o["style"] == style) & (o["outcome"] == "stalled")].iloc[0]
+
+
+@_computed(
+    "06.more_stalls",
+    "Monte Carlo, sign-up, 2,000 sagas per style, seed 1, default rates: which style ends more "
+    "sagas stalled?",
+    "a style",
+    _style,
+    "Read the `stalled` rows of `mc.outcomes`. Which style can lose an event that nobody waits "
+    "for?",
+)
+def _more_stalls() -> str:
+    return max(STYLES, key=lambda st: _stalled_row(st)["share"])
+
+
+@_computed(
+    "06.intervals_overlap",
+    "Do the two styles' 95 % intervals for the stalled share overlap?",
+    "True or False",
+    _bool,
+    "Compare `ci_low` and `ci_high` of the two `stalled` rows: do the ranges share any value?",
+)
+def _overlap() -> bool:
+    a, b = _stalled_row("orchestration"), _stalled_row("choreography")
+    return bool(a["ci_low"] <= b["ci_high"] and b["ci_low"] <= a["ci_high"])
+
+
+@cache
+def _sweep() -> pd.DataFrame:
+    from .experiments import sweep
+
+    return sweep(
+        bundled("user_registration"),
+        "network.loss",
+        [0.0, 0.05, 0.1, 0.2],
+        replications=5,
+        seed=1,
+        sagas=20,
+        executor="serial",
+    )
+
+
+@_computed(
+    "06.completed_at_10pct_loss",
+    "Sweep of `network.loss` over 0, 0.05, 0.1, 0.2 (5 replications of 20 sagas, seed 1): the "
+    "mean share of orchestrated sagas that complete at a loss of 0.1 (within 0.01)?",
+    "a number between 0 and 1",
+    _float,
+    "Use `ss.summarize_sweep(df, 'completed')` and pick the row for value 0.1 and orchestration "
+    "(a share, not a percentage).",
+    tolerance=0.01,
+)
+def _completed_at() -> float:
+    from .experiments import summarize_sweep
+
+    s = summarize_sweep(_sweep(), "completed")
+    row = s[(s["value"] == 0.1) & (s["style"] == "orchestration")]
+    return float(row["mean"].iloc[0])
+
+
+_fault_kind = _one_of(FAULT_KINDS, "a fault kind")
+
+
+@_computed(
+    "06.shrunk_kind",
+    "`find_and_shrink` on the sign-up with `policy.idempotent: false` (orchestration, seed 3): "
+    "the minimal plan has one fault. Of which kind?",
+    "a fault kind",
+    _fault_kind,
+    "Print the `Shrunk` result: it is a YAML fault list.",
+)
+def _shrunk() -> str:
+    from .experiments import find_and_shrink
+
+    sc = variant(bundled("user_registration"), policy={"idempotent": False})
+    found = find_and_shrink(sc, "orchestration", seed=3)
+    return str(found.faults[0]["kind"])
+
+
 # --- 07 design your own saga -------------------------------------------------------------------
 
 BROKEN_SCENARIO = """\
@@ -966,10 +1111,11 @@ def survival_faults(sc: Scenario) -> list[tuple[str, list[dict]]]:
                     ],
                 )
             )
+    slow = {"kind": "delay", "step": sc.steps[pivot].name, "leg": "request", "extra": 3.0}
+    plans.append((f"{sc.steps[pivot].name} requests delayed 3 s", [slow]))
     for name in sc.services:
-        plans.append(
-            (f"{name} down for 3 s", [{"kind": "crash", "service": name, "at": 0.0, "for": 3.0}])
-        )
+        crash = {"kind": "crash", "service": name, "at": 0.0, "for": 3.0}
+        plans.append((f"{name} down for 3 s", [crash]))
     return plans
 
 
