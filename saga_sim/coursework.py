@@ -1160,7 +1160,15 @@ _add(
 
 
 def _is_blank(answer: Any) -> bool:
-    return answer is Ellipsis or answer is None or (isinstance(answer, str) and not answer.strip())
+    if answer is Ellipsis or answer is None:
+        return True
+    if isinstance(answer, str):
+        return not answer.strip()
+    if isinstance(answer, dict):
+        answer = list(answer.values())
+    if isinstance(answer, (list, tuple, set, frozenset)):  # empty, or only placeholders
+        return all(a is Ellipsis for a in answer)
+    return False
 
 
 def check(exercise: str, answer: Any) -> Feedback:
