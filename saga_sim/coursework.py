@@ -721,14 +721,14 @@ def _redelivery_id() -> bool:
 
 @_computed(
     "04.late_request_without_barrier",
-    "Orchestration, sign-up with `policy.barrier: false`, seed 7: every create_user request is "
-    "delayed by 5 s. Which invariant breaks?",
+    "Orchestration, sign-up with `policy.barrier: false` and `policy.query_status: false`, seed "
+    "7: every create_user request is delayed by 5 s. Which invariant breaks?",
     "an invariant name",
     _invariant,
     "The coordinator gives up and compensates; then the requests arrive. What runs after what?",
 )
 def _late_inv() -> str:
-    sc = variant(bundled("user_registration"), policy={"barrier": False})
+    sc = variant(bundled("user_registration"), policy={"barrier": False, "query_status": False})
     return simulate(sc, "orchestration", _LATE_REQUEST, seed=7).violations[0].invariant
 
 
@@ -1370,6 +1370,11 @@ GRADED: dict[str, _Graded] = {
     ),
 }
 
+GRADER_POLICY = {"policy": {"query_status": False}}
+"""What the grader changes in every scenario: the coordinator does not ask a service whether a
+timed-out step ran (a status query, whose fence the service keeps itself), so late requests
+reach the participant and its own barrier is what is tested."""
+
 SALT_VARIABLE = "SAGA_SIM_GRADER_SALT"
 """Set this environment variable to change the hidden seeds (for example, for an exam)."""
 
@@ -1529,6 +1534,7 @@ def grade(exercise: str, participant: Any, seeds: int = 4, hidden: int = 16) -> 
         for k, seed in enumerate([*all_seeds, *secret]):
             visible = k < len(all_seeds)
             faults, changes = fam.make(random.Random(f"{exercise}|{fam.name}|{seed}"))
+            changes = _merge(GRADER_POLICY, changes)
             f_key, c_key = yaml.safe_dump(faults), yaml.safe_dump(changes)
             sc = _scenario_with(g.scenario, c_key)
             for st in STYLES:

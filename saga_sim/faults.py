@@ -58,12 +58,31 @@ class FailCompensation(_Fault):
 
 
 class Crash(_Fault):
-    """A service is down from ``at`` for ``for`` seconds; its in-flight work is lost."""
+    """A service is down for ``for`` seconds; its in-flight work is lost.
+
+    It goes down at time ``at``, or, with ``when`` and ``step``, at a point of a local
+    transaction: ``before_commit`` (the work is lost) or ``after_commit`` (the effect is in the
+    store but the message that should follow is not sent yet). A trigger fires once, in the
+    first saga it matches (or in ``saga``).
+    """
 
     kind: Literal["crash"] = "crash"
     service: str
-    at: float = Field(ge=0, le=1e7)
+    at: float | None = Field(default=None, ge=0, le=1e7)
+    when: Literal["before_commit", "after_commit"] | None = None
+    step: str | None = None
+    saga: SagaSel = "all"
     duration: float = Field(alias="for", gt=0, le=1e7)
+
+    @model_validator(mode="after")
+    def _time_or_trigger(self) -> Crash:
+        if (self.at is None) == (self.when is None):
+            raise ValueError("give either 'at' (a time) or 'when' with 'step' (a trigger)")
+        if self.when is not None and self.step is None:
+            raise ValueError("'when' needs the 'step' whose local transaction it interrupts")
+        if self.when is None and (self.step is not None or self.saga != "all"):
+            raise ValueError("'step' and 'saga' go with 'when', not with 'at'")
+        return self
 
 
 class CrashCoordinator(_Fault):
@@ -111,10 +130,11 @@ class Drop(_MessageFault):
 
 
 class Duplicate(_MessageFault):
-    """The first ``count`` matching messages are delivered twice."""
+    """The first ``count`` matching messages are delivered twice, the copy ``lag`` s later."""
 
     kind: Literal["duplicate"] = "duplicate"
     count: int = Field(default=1, ge=1, le=1_000_000)
+    lag: float = Field(default=0.0, ge=0, le=1e7)
 
 
 class Delay(_MessageFault):
@@ -175,6 +195,13 @@ def describe_fault(fault: _Fault) -> str:
         times = "forever" if fault.times is None else f"{fault.times}x"
         return f"compensation of {fault.step} fails {times}"
     if isinstance(fault, Crash):
+        if fault.when is not None:
+            where = "before" if fault.when == "before_commit" else "after"
+            s = "" if fault.saga == "all" else f" (saga {fault.saga})"
+            return (
+                f"{fault.service} crashes {where} committing {fault.step}{s}, "
+                f"down {fault.duration:g}s"
+            )
         return f"{fault.service} down {fault.at:g}s-{fault.at + fault.duration:g}s"
     if isinstance(fault, CrashCoordinator):
         return f"coordinator down {fault.at:g}s-{fault.at + fault.duration:g}s"

@@ -92,6 +92,25 @@ class Policy(_Model):
     compensation_retries: int = Field(default=5, ge=0, le=100)
     idempotent: bool = Field(default=True, description="consumers deduplicate by message key")
     barrier: bool = Field(default=True, description="refuse an action after its compensation")
+    outbox: bool = Field(
+        default=True,
+        description="a message that follows a local transaction is committed with it (a relay "
+        "sends it after a crash)",
+    )
+    compensation_order: Literal["reverse", "parallel"] = Field(
+        default="reverse", description="undo committed steps one by one in reverse, or all at once"
+    )
+    query_status: bool = Field(
+        default=True,
+        description="orchestration: after a step times out for good, ask its service whether it "
+        "ran before compensating",
+    )
+    max_redeliveries: int = Field(
+        default=5,
+        ge=0,
+        le=1000,
+        description="choreography: redeliveries before a message goes to the dead-letter queue",
+    )
     redelivery: float | None = Field(
         default=1.0,
         gt=0,
@@ -405,6 +424,16 @@ def _fault_problems(faults: Iterable[Any], sc: Scenario, file: str, prefix: str)
             out.append(Problem(file, f"{base}.compensation", f"step {step!r} has no compensation"))
         if isinstance(f, Crash) and f.service not in services:
             unknown(f"{base}.service", "service", f.service, services)
+        elif isinstance(f, Crash) and f.step in steps:
+            owner = sc.steps[steps.index(f.step)].service
+            if owner != f.service:
+                out.append(
+                    Problem(
+                        file,
+                        f"{base}.step",
+                        f"step {f.step!r} runs on {owner!r}, not on {f.service!r}",
+                    )
+                )
         if isinstance(f, Partition):
             for j, node in enumerate(f.between):
                 if node != "*" and node not in nodes:

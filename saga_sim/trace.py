@@ -43,6 +43,7 @@ EVENT_KINDS: dict[str, str] = {
     "work_lost": "a crash interrupts a local transaction in progress",
     "state": "a saga state transition (the coordinator's, or a participant's view of the end)",
     "timeout": "the coordinator gave up waiting for a reply",
+    "dead_letter": "a message or compensation given up after its retries: left for a human",
     "retry": "a request sent again",
     "crash": "a node goes down",
     "restart": "a node comes back up",

@@ -219,6 +219,7 @@ def test_a_retry_carries_a_new_message_id(signup):
 
 
 def test_participant_decides_null_compensation_and_barrier(signup):
+    signup = cw.variant(signup, policy={"query_status": False})  # late requests reach the code
     late = ["{kind: delay, step: create_user, leg: request, extra: 5}"]
     run = ss.simulate(signup, "orchestration", late, 3, participants={"create_user": _Safe()})
     assert run.outcome == "compensated" and not run.violations
@@ -231,6 +232,17 @@ def test_participant_decides_null_compensation_and_barrier(signup):
     lost = ["{kind: drop, step: create_user, leg: request, count: 4}"]
     run = ss.simulate(signup, "orchestration", lost, 3, participants={"create_user": _AlwaysUndo()})
     assert "compensation_without_action" in {v.invariant for v in run.violations}
+
+
+def test_the_service_keeps_the_fence_of_a_status_query(signup):
+    late = ["{kind: delay, step: create_user, leg: request, extra: 5}"]
+    run = ss.simulate(
+        signup, "orchestration", late, 3, participants={"create_user": _ByKeyNoBarrier()}
+    )
+    assert run.outcome == "compensated" and not run.violations
+    refused = run.events[run.events["kind"] == "tx_refused"]
+    assert not refused.empty
+    assert refused["detail"].str.contains("declared not run").all()
 
 
 def test_the_participant_db_survives_a_crash(signup):

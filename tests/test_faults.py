@@ -91,7 +91,9 @@ def test_compensation_failing_forever_is_reported(signup, style):
     fails = rows(run, "comp_fail")
     assert len(fails) == signup.policy.compensation_retries + 1
     assert run.outcome == "inconsistent"
-    assert run.sagas.loc[0, "believed"] == "failed"
+    assert run.sagas.loc[0, "believed"] == "needs_intervention"
+    (dead,) = rows(run, "dead_letter")
+    assert dead["step"] == "create_user"
     (v,) = run.violations
     assert v.invariant == "semantic_atomicity" and v.step == "create_user"
     assert run.events.loc[v.rows[0], "kind"] == "tx_commit"
@@ -280,24 +282,57 @@ def test_delay_adds_latency(signup, style):
     assert run.outcome == "completed"
 
 
+def _with_policy(sc: ss.Scenario, **changes) -> ss.Scenario:
+    return sc.model_copy(update={"policy": sc.policy.model_copy(update=changes)})
+
+
+LATE_PIVOT = "{kind: delay, step: send_welcome_email, leg: request, extra: 5}"
+
+
 def test_delay_past_the_timeout_then_it_ran(signup):
-    """Timed out but it ran: the pivot commits after the coordinator gave up on it."""
+    """Timed out but it ran: without asking, the pivot commits after the coordinator gave up."""
     run = ss.simulate(
-        signup,
-        "orchestration",
-        seed=1,
-        faults=["{kind: delay, step: send_welcome_email, leg: request, extra: 5}"],
+        _with_policy(signup, query_status=False), "orchestration", seed=1, faults=[LATE_PIVOT]
     )
     assert len(rows(run, "timeout", step="send_welcome_email")) == signup.policy.retries + 1
+    assert rows(run, "dead_letter", step="send_welcome_email")
     assert rows(run, "comp_commit", step="create_user")
     assert rows(run, "tx_commit", step="send_welcome_email")
     assert run.outcome == "inconsistent"
     assert [v.invariant for v in run.violations] == ["semantic_atomicity"]
 
 
+def test_status_query_resolves_the_ambiguous_outcome(signup):
+    """Asking the participant: it never ran, so it is fenced off and the saga compensates."""
+    run = ss.simulate(signup, "orchestration", seed=1, faults=[LATE_PIVOT])
+    states = [r["detail"] for r in rows(run, "state")]
+    assert "querying:send_welcome_email" in states
+    (answer,) = rows(run, "deliver", message="send_welcome_email.status")
+    assert answer["detail"] == "not_run"
+    assert rows(run, "comp_commit", step="create_user")
+    refused = rows(run, "tx_refused", step="send_welcome_email")
+    assert refused and all("declared not run" in r["detail"] for r in refused)
+    assert not rows(run, "tx_commit", step="send_welcome_email")
+    assert run.outcome == "compensated" and not run.violations
+
+
+def test_status_query_finds_a_committed_step_and_goes_forward(signup):
+    """The step ran but every reply was lost: the query finds it committed; no compensation."""
+    run = ss.simulate(
+        signup,
+        "orchestration",
+        seed=1,
+        faults=["{kind: drop, step: create_user, leg: reply, count: 4}"],
+    )
+    (answer,) = rows(run, "deliver", message="create_user.status")
+    assert answer["detail"] == "committed"
+    assert not rows(run, "comp_commit")
+    assert run.outcome == "completed"
+
+
 @pytest.mark.parametrize("barrier,outcome", [(True, "compensated"), (False, "inconsistent")])
 def test_late_action_after_null_compensation(signup, barrier, outcome):
-    sc = signup.model_copy(update={"policy": signup.policy.model_copy(update={"barrier": barrier})})
+    sc = _with_policy(signup, barrier=barrier, query_status=False)
     run = ss.simulate(
         sc,
         "orchestration",
@@ -310,6 +345,30 @@ def test_late_action_after_null_compensation(signup, barrier, outcome):
         assert not rows(run, "tx_commit", step="create_user")
     else:
         assert [v.invariant for v in run.violations] == ["action_after_compensation"]
+    assert run.outcome == outcome
+
+
+@pytest.mark.parametrize("barrier,outcome", [(True, "compensated"), (False, "inconsistent")])
+def test_late_duplicate_event_after_compensation_choreography(signup, barrier, outcome):
+    """A copy of create_user's trigger arrives long after the saga was compensated."""
+    sc = _with_policy(signup, barrier=barrier, idempotent=False)
+    run = ss.simulate(
+        sc,
+        "choreography",
+        seed=1,
+        faults=[
+            "{kind: fail_step, step: send_welcome_email}",
+            "{kind: duplicate, step: create_user, leg: request, lag: 2}",
+        ],
+    )
+    comp = rows(run, "comp_commit", step="create_user")[0]
+    late = rows(run, "deliver", target="identity", detail="second copy")[0]
+    assert late["time"] > comp["time"]
+    if barrier:
+        assert rows(run, "tx_refused", step="create_user")
+        assert not run.violations
+    else:
+        assert "action_after_compensation" in {v.invariant for v in run.violations}
     assert run.outcome == outcome
 
 

@@ -55,8 +55,11 @@ def test_layers_import_in_one_direction():
 def test_no_module_level_random_state():
     for path in _py_files("saga_sim"):
         text = path.read_text()
-        assert not re.search(r"(^|[^.\w])random\.(random|uniform|expovariate|choice|seed|gauss|"
-                             r"randint|shuffle)\(", text), path
+        assert not re.search(
+            r"(^|[^.\w])random\.(random|uniform|expovariate|choice|seed|gauss|"
+            r"randint|shuffle)\(",
+            text,
+        ), path
         assert "numpy.random.seed" not in text and "np.random.seed" not in text, path
 
 
@@ -78,8 +81,14 @@ def test_readme_documents_every_scenario_key():
     reference = readme.split("## Scenario files", 1)[1].split("\n## ", 1)[0]
     spans = re.findall(r"`([^`]+)`", reference)
     tokens = {t for span in spans for t in re.split(r"[^\w]+", span) if t}
-    models = [scenario_module.Scenario, scenario_module.Step, scenario_module.Service,
-              scenario_module.Network, scenario_module.Policy, scenario_module.Workload]
+    models = [
+        scenario_module.Scenario,
+        scenario_module.Step,
+        scenario_module.Service,
+        scenario_module.Network,
+        scenario_module.Policy,
+        scenario_module.Workload,
+    ]
     for model in models:
         for name, field in model.model_fields.items():
             key = field.alias or name

@@ -56,17 +56,27 @@ def _prev_undoable(sc: Scenario, i: int) -> int | None:
 
 
 def derive(sc: Scenario) -> list[Reaction]:
-    """The subscriptions that make the saga run as a choreography, in a deterministic order."""
+    """The subscriptions that make the saga run as a choreography, in a deterministic order.
+
+    With ``policy.compensation_order: parallel`` every earlier compensatable step listens to a
+    failure directly (all undo at once) instead of to the next one's ``compensated`` event.
+    """
     steps = sc.steps
+    parallel = sc.policy.compensation_order == "parallel"
     out = [Reaction("saga_requested", steps[0].service, "run", 0)]
     for i in range(1, len(steps)):
         out.append(Reaction(f"{steps[i - 1].name}.succeeded", steps[i].service, "run", i))
     for i, s in enumerate(steps):
         if s.kind != "retriable":
-            k = _prev_undoable(sc, i)
-            if k is not None:
-                out.append(Reaction(f"{s.name}.failed", steps[k].service, "compensate", k))
-        if s.undoable:
+            if parallel:
+                for k in range(i - 1, -1, -1):
+                    if steps[k].undoable:
+                        out.append(Reaction(f"{s.name}.failed", steps[k].service, "compensate", k))
+            else:
+                k = _prev_undoable(sc, i)
+                if k is not None:
+                    out.append(Reaction(f"{s.name}.failed", steps[k].service, "compensate", k))
+        if s.undoable and not parallel:
             k = _prev_undoable(sc, i)
             if k is not None:
                 out.append(Reaction(f"{s.name}.compensated", steps[k].service, "compensate", k))
@@ -145,7 +155,29 @@ class Broker(Node):
         pending = self.unacked[d.target]
         if pending.get(d.msg_id) is not d or not self.world.services[d.target].up:
             return  # acknowledged, already redelivered, or waiting for a restart
-        again = d.redelivery(d.attempt + 1, "redelivered: not acknowledged in time")
+        self._again(d, "redelivered: not acknowledged in time")
+
+    def _again(self, d: Message, note: str) -> None:
+        pending = self.unacked[d.target]
+        if d.attempt > self.world.scenario.policy.max_redeliveries:
+            del pending[d.msg_id]
+            step = self.world.scenario.steps[d.step].name
+            self.world.tracer.rows.append(
+                (
+                    self.env.now,
+                    d.saga,
+                    "dead_letter",
+                    self.name,
+                    d.target,
+                    step,
+                    d.name,
+                    d.msg_id,
+                    d.attempt,
+                    f"not acknowledged after {d.attempt} deliveries: dead-letter queue",
+                )
+            )
+            return
+        again = d.redelivery(d.attempt + 1, note)
         pending[d.msg_id] = again
         self.send(again)
         self._watch(again)
@@ -158,10 +190,7 @@ class Broker(Node):
         for msg_id in sorted(pending):
             d = pending[msg_id]
             note = "redelivered after restart" if d.attempt else f"held while {service} was down"
-            again = d.redelivery(d.attempt + 1, note)
-            pending[msg_id] = again
-            self.send(again)
-            self._watch(again)
+            self._again(d, note)
 
 
 class Choreography:
@@ -189,12 +218,11 @@ class Choreography:
     def _publish(
         self, svc: Service, saga: int, topic: str, i: int, phase: int, attempt: int
     ) -> None:
-        self.world.network.send(
-            Message(saga, topic, "event", svc.name, "broker", i, REPLY, phase, attempt)
-        )
+        svc.send(Message(saga, topic, "event", svc.name, "broker", i, REPLY, phase, attempt))
 
-    def _declare(self, svc: Service, saga: int, state: str) -> None:
-        svc.world.tracer.emit("state", saga, svc.name, "", "", "", 0, 0, state)
+    def _declare(self, svc: Service, saga: int, state: str, i: int = -1) -> None:
+        step = svc.world.scenario.steps[i].name if i >= 0 else ""
+        svc.world.tracer.emit("state", saga, svc.name, "", step, "", 0, 0, state)
         svc.world.declare(saga, state, svc.name)
 
     def _handle(self, svc: Service, m: Message) -> Generator:
@@ -268,6 +296,17 @@ class Choreography:
             if res != FAILED:  # ALREADY or BUSY
                 return res
             if tries > sc.policy.compensation_retries:
-                self._declare(svc, saga, "failed")
+                svc.world.tracer.emit(
+                    "dead_letter",
+                    saga,
+                    svc.name,
+                    "",
+                    step.name,
+                    m.name,
+                    m.msg_id,
+                    tries,
+                    f"compensation {step.compensation} failed {tries} times: given up",
+                )
+                self._declare(svc, saga, "needs_intervention", c)
                 return res
             yield from self._backoff(svc, saga, c, step.compensation, tries)

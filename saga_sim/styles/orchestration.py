@@ -3,11 +3,17 @@
 Per saga the coordinator is a SimPy process. It enters a state for each step (``executing``) and
 each compensation (``compensating``), writes every transition to its durable saga log (traced as
 ``state``), sends the step's command and waits for the reply with a timeout, re-sending with
-exponential backoff. An abort, or a step out of retries, at or before the pivot makes it
-compensate every committed compensatable step in reverse order (the timed-out step included: it
-may have committed, and its service records a null compensation if it did not). Retriable steps
-after the pivot are retried until they succeed. A compensation that keeps failing ends the saga
-in ``failed``: it needs manual intervention.
+exponential backoff. An abort at or before the pivot makes it compensate every committed
+compensatable step, in reverse order (``policy.compensation_order: reverse``) or all at once
+(``parallel``). Retriable steps after the pivot are retried until they succeed.
+
+A step that times out for good has an ambiguous outcome: it may have run. With
+``policy.query_status`` the coordinator asks its service (``querying``): if it committed, the saga
+goes forward; if it never ran, the service records that (a barrier tombstone, so a late request
+is refused) and the coordinator compensates the earlier steps. Without an answer it compensates
+the step too (its service records a null compensation if it never ran). A command that exhausts
+its retries goes to the coordinator's dead-letter queue; a compensation that keeps failing ends
+the saga in ``needs_intervention``.
 
 A coordinator crash interrupts every saga process; on restart it reads its log and resumes each
 unfinished saga from its last state, re-sending the current command (a new attempt; participants
@@ -22,7 +28,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import simpy
 
-from ..world.messages import ACTION, COMPENSATION, REPLY, REQUEST, Message
+from ..world.messages import ACTION, COMPENSATION, REPLY, REQUEST, STATUS, Message
 from ..world.node import Node
 from ..world.service import ALREADY, BUSY, FAILED, OK, REFUSED, Service
 
@@ -32,7 +38,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Orchestration", "orchestration_states"]
 
-TERMINAL = ("completed", "compensated", "failed")
+TERMINAL = ("completed", "compensated", "needs_intervention")
+TIMEOUT = "timeout"
 
 
 class Coordinator(Node):
@@ -44,19 +51,33 @@ class Coordinator(Node):
         self.steps = sc.steps
         self.policy = sc.policy
         self.log: dict[int, list[tuple[float, str, int, int]]] = {}
-        self.procs: dict[int, simpy.Process] = {}
-        self.waiting: dict[int, tuple[int, int, simpy.Event]] = {}
-        self.emit = world.tracer.emit
+        self.procs: dict[int, list[simpy.Process]] = {}
+        self.waiting: dict[tuple[int, int, int], simpy.Event] = {}
+        self.rows = world.tracer.rows
         self.send = world.network.send
+
+    def _t(
+        self,
+        kind: str,
+        saga: int,
+        target: str,
+        i: int,
+        message: str,
+        msg_id: int,
+        attempt: int,
+        detail: str,
+    ) -> None:
+        step = self.steps[i].name if i >= 0 else ""
+        self.rows.append(
+            (self.env.now, saga, kind, self.name, target, step, message, msg_id, attempt, detail)
+        )
 
     # --- log -----------------------------------------------------------------------------------
 
     def _enter(self, saga: int, state: str, i: int, attempt: int) -> None:
         self.log.setdefault(saga, []).append((self.env.now, state, i, attempt))
         step = self.steps[i].name if i >= 0 else ""
-        self.emit(
-            "state", saga, self.name, "", step, "", 0, attempt, f"{state}:{step}" if step else state
-        )
+        self._t("state", saga, "", i, "", 0, attempt, f"{state}:{step}" if step else state)
         if state in TERMINAL:
             self.world.declare(saga, state, self.name)
 
@@ -68,12 +89,11 @@ class Coordinator(Node):
     def receive(self, m: Message) -> None:
         if m.kind == "start":
             if m.saga in self.log:
-                self.emit(
+                self._t(
                     "ignored",
                     m.saga,
-                    self.name,
                     m.source,
-                    "",
+                    -1,
                     m.name,
                     m.msg_id,
                     m.attempt,
@@ -81,91 +101,127 @@ class Coordinator(Node):
                 )
                 return
             self._enter(m.saga, "started", -1, 0)
-            self.procs[m.saga] = self.env.process(self._saga(m.saga, "executing", 0, 0))
+            self._spawn(m.saga, self._saga(m.saga, "executing", 0, 0))
             return
-        w = self.waiting.get(m.saga)
-        if w is not None and w[0] == m.step and w[1] == m.phase and not w[2].triggered:
-            w[2].succeed(m.body)
+        ev = self.waiting.get((m.saga, m.step, m.phase))
+        if ev is not None and not ev.triggered:
+            ev.succeed(m.body)
         else:
-            self.emit(
+            self._t(
                 "ignored",
                 m.saga,
-                self.name,
                 m.source,
-                self.steps[m.step].name,
+                m.step,
                 m.name,
                 m.msg_id,
                 m.attempt,
                 "stale reply: not waiting for it",
             )
 
+    def _spawn(self, saga: int, gen: Generator) -> simpy.Process:
+        proc = self.env.process(gen)
+        self.procs.setdefault(saga, []).append(proc)
+        return proc
+
     # --- crash and recovery --------------------------------------------------------------------
 
     def _lose_work(self) -> None:
-        for proc in list(self.procs.values()):
-            if proc.is_alive:
-                proc.interrupt("crash")
+        for procs in self.procs.values():
+            for proc in procs:
+                if proc.is_alive:
+                    proc.interrupt("crash")
         self.procs.clear()
         self.waiting.clear()
 
     def _recover(self) -> None:
+        parallel = self.policy.compensation_order == "parallel"
         for saga, entries in self.log.items():
             _, state, i, attempt = entries[-1]
             if state in TERMINAL:
                 continue
             if state == "started":
                 state, i, attempt = "executing", 0, 0
-            self.emit(
-                "state",
-                saga,
-                self.name,
-                "",
-                self.steps[i].name,
-                "",
-                0,
-                attempt,
-                f"recovering:{state}:{self.steps[i].name}",
-            )
-            self.procs[saga] = self.env.process(self._saga(saga, state, i, attempt))
+            if state == "compensating" and parallel:
+                i = max(e[2] for e in entries if e[1] == "compensating")
+                attempt = 0
+            step = self.steps[i].name
+            self._t("state", saga, "", i, "", 0, attempt, f"recovering:{state}:{step}")
+            self._spawn(saga, self._saga(saga, state, i, attempt))
 
     # --- the state machine -----------------------------------------------------------------------
 
     def _saga(self, saga: int, state: str, i: int, attempt: int) -> Generator:
         try:
             n = len(self.steps)
-            if state == "executing":
-                while i < n:
+            if state == "compensating":
+                yield from self._compensate(saga, i, attempt)
+                return
+            while i < n:
+                if state == "querying":
+                    res = TIMEOUT
+                else:
                     res = yield from self._invoke(saga, i, ACTION, attempt)
-                    attempt = 0
-                    if res == OK:
+                state, attempt = "executing", 0
+                if res == OK:
+                    i += 1
+                    continue
+                if res == FAILED:  # the local transaction aborted: nothing to undo here
+                    first = i - 1
+                else:
+                    answer = "unknown"
+                    if self.policy.query_status:
+                        answer = yield from self._query(saga, i)
+                    if answer == "committed":
                         i += 1
                         continue
-                    first = i if (res == "timeout" and self.steps[i].undoable) else i - 1
-                    yield from self._compensate(saga, first, 0)
-                    return
-                self._enter(saga, "completed", -1, 0)
-            else:
-                yield from self._compensate(saga, i, attempt)
+                    undo_this = answer == "unknown" and self.steps[i].undoable
+                    first = i if undo_this else i - 1
+                yield from self._compensate(saga, first, 0)
+                return
+            self._enter(saga, "completed", -1, 0)
         except simpy.Interrupt:
             return
-        finally:
-            if self.procs.get(saga) is self.env.active_process:
-                del self.procs[saga]
 
     def _compensate(self, saga: int, first: int, attempt: int) -> Generator:
-        for c in range(first, -1, -1):
-            if not self.steps[c].undoable:
-                continue
-            res = yield from self._invoke(saga, c, COMPENSATION, attempt)
-            attempt = 0
-            if res != OK:
-                self._enter(saga, "failed", c, 0)
+        targets = [c for c in range(first, -1, -1) if self.steps[c].undoable]
+        if self.policy.compensation_order == "parallel" and len(targets) > 1:
+            children = [self._spawn(saga, self._child(saga, c)) for c in targets]
+            results = yield self.env.all_of(children)
+            failed = [c for c, p in zip(targets, children) if results[p] != OK]
+            if failed:
+                self._enter(saga, "needs_intervention", failed[0], 0)
                 return
+        else:
+            for c in targets:
+                res = yield from self._invoke(saga, c, COMPENSATION, attempt)
+                attempt = 0
+                if res != OK:
+                    self._enter(saga, "needs_intervention", c, 0)
+                    return
         self._enter(saga, "compensated", -1, 0)
+
+    def _child(self, saga: int, c: int) -> Generator:
+        try:
+            return (yield from self._invoke(saga, c, COMPENSATION, 0))
+        except simpy.Interrupt:
+            return "interrupted"
+
+    def _ask(self, saga: int, i: int, phase: int, m: Message) -> Generator:
+        """Send ``m`` and wait for the reply about (saga, step, phase), or the timeout."""
+        env = self.env
+        self.send(m)
+        ev = env.event()
+        key = (saga, i, phase)
+        self.waiting[key] = ev
+        timer = env.timeout(self.policy.timeout)
+        timer.callbacks.append(lambda _t: None if ev.triggered else ev.succeed(TIMEOUT))
+        res = yield ev
+        if self.waiting.get(key) is ev:
+            del self.waiting[key]
+        return res
 
     def _invoke(self, saga: int, i: int, phase: int, attempt: int) -> Generator:
         """Send step ``i``'s command (or compensation) until it succeeds or gives up."""
-        env = self.env
         step = self.steps[i]
         pol = self.policy
         state = "executing" if phase == ACTION else "compensating"
@@ -180,27 +236,16 @@ class Coordinator(Node):
             attempt += 1
             if attempt > 1:
                 self._note_attempt(saga, state, i, attempt)
-            self.send(
-                Message(saga, name, "command", self.name, step.service, i, REQUEST, phase, attempt)
-            )
-            ev = env.event()
-            self.waiting[saga] = (i, phase, ev)
-            timer = env.timeout(pol.timeout)
-            timer.callbacks.append(
-                lambda _t, ev=ev: None if ev.triggered else ev.succeed("timeout")
-            )
-            res = yield ev
-            if self.waiting.get(saga, (None, None, None))[2] is ev:
-                del self.waiting[saga]
+            m = Message(saga, name, "command", self.name, step.service, i, REQUEST, phase, attempt)
+            res = yield from self._ask(saga, i, phase, m)
             if res == OK:
                 return OK
-            if res == "timeout":
-                self.emit(
+            if res == TIMEOUT:
+                self._t(
                     "timeout",
                     saga,
-                    self.name,
                     step.service,
-                    step.name,
+                    i,
                     name,
                     0,
                     attempt,
@@ -209,21 +254,65 @@ class Coordinator(Node):
             elif phase == ACTION and step.kind != "retriable":
                 return FAILED
             if limit is not None and attempt >= limit:
-                return "timeout" if res == "timeout" else FAILED
+                why = "no reply" if res == TIMEOUT else "failed"
+                self._t(
+                    "dead_letter",
+                    saga,
+                    step.service,
+                    i,
+                    name,
+                    m.msg_id,
+                    attempt,
+                    f"{why} after {attempt} attempt(s): given up",
+                )
+                return res
             wait = pol.retry_delay * pol.backoff ** (attempt - 1)
-            self.emit(
+            self._t(
                 "retry",
                 saga,
-                self.name,
                 step.service,
-                step.name,
+                i,
                 name,
                 0,
                 attempt + 1,
                 f"attempt {attempt + 1} after {wait:.3g}s backoff",
             )
             if wait > 0:
-                yield env.timeout(wait)
+                yield self.env.timeout(wait)
+
+    def _query(self, saga: int, i: int) -> Generator:
+        """Ask step ``i``'s service whether it ran: committed, not_run or unknown."""
+        step = self.steps[i]
+        pol = self.policy
+        self._enter(saga, "querying", i, 1)
+        for attempt in range(1, pol.retries + 2):
+            m = Message(
+                saga,
+                f"{step.name}.status?",
+                "query",
+                self.name,
+                step.service,
+                i,
+                REQUEST,
+                STATUS,
+                attempt,
+            )
+            res = yield from self._ask(saga, i, STATUS, m)
+            if res in ("committed", "not_run"):
+                return res
+            if res == TIMEOUT:
+                self._t(
+                    "timeout",
+                    saga,
+                    step.service,
+                    i,
+                    m.name,
+                    0,
+                    attempt,
+                    f"no answer within {pol.timeout:g}s",
+                )
+            yield self.env.timeout(pol.retry_delay * pol.backoff ** (attempt - 1))
+        return "unknown"
 
 
 def _participant(svc: Service, m: Message) -> Generator:
@@ -232,6 +321,25 @@ def _participant(svc: Service, m: Message) -> Generator:
         return
     i = m.step
     step = svc.world.scenario.steps[i]
+    if m.phase == STATUS:
+        answer = svc.status_of(m.saga, i)
+        svc.handled(m)
+        svc.send(
+            Message(
+                m.saga,
+                f"{step.name}.status",
+                "reply",
+                svc.name,
+                "coordinator",
+                i,
+                REPLY,
+                STATUS,
+                m.attempt,
+                answer,
+                note=answer,
+            )
+        )
+        return
     if m.phase == ACTION:
         res = yield from svc.run_action(m.saga, i, m)
         name = step.action
@@ -243,12 +351,8 @@ def _participant(svc: Service, m: Message) -> Generator:
         return
     body = OK if res in (OK, ALREADY) else FAILED
     suffix = "ok" if body == OK else "failed"
-    note = (
-        "refused by the barrier"
-        if res == REFUSED
-        else ("from the idempotency record" if res == ALREADY else "")
-    )
-    svc.world.network.send(
+    note = {REFUSED: "refused by the barrier", ALREADY: "from the idempotency record"}.get(res, "")
+    svc.send(
         Message(
             m.saga,
             f"{name}.{suffix}",
@@ -285,12 +389,19 @@ def orchestration_states(scenario: Scenario) -> pd.DataFrame:
     """The coordinator's state machine for a scenario: one row per possible transition.
 
     Columns: ``source``, ``target``, ``label`` (what causes it). State names are those traced as
-    ``state`` events: ``started``, ``executing:<step>``, ``compensating:<step>``, ``completed``,
-    ``compensated``, ``failed``.
+    ``state`` events: ``started``, ``executing:<step>``, ``querying:<step>``,
+    ``compensating:<step>``, ``completed``, ``compensated``, ``needs_intervention``.
     """
     steps = scenario.steps
+    pol = scenario.policy
+    parallel = pol.compensation_order == "parallel"
     rows: list[tuple[str, str, str]] = []
     ex = [f"executing:{s.name}" for s in steps]
+
+    def undo_target(first: int) -> str:
+        targets = [c for c in range(first, -1, -1) if steps[c].undoable]
+        return f"compensating:{steps[targets[0]].name}" if targets else "compensated"
+
     rows.append(("started", ex[0], "saga requested"))
     for i, s in enumerate(steps):
         nxt = ex[i + 1] if i + 1 < len(steps) else "completed"
@@ -298,18 +409,23 @@ def orchestration_states(scenario: Scenario) -> pd.DataFrame:
         rows.append((ex[i], ex[i], "timeout: retry" if s.kind != "retriable" else "failed: retry"))
         if s.kind == "retriable":
             continue
-        undo_from = [c for c in range(i if s.undoable else i - 1, -1, -1) if steps[c].undoable]
-        target = f"compensating:{steps[undo_from[0]].name}" if undo_from else "compensated"
-        rows.append((ex[i], target, f"{s.action} failed"))
+        rows.append((ex[i], undo_target(i - 1), f"{s.action} failed"))
+        if pol.query_status:
+            q = f"querying:{s.name}"
+            rows.append((ex[i], q, "out of retries: did it run?"))
+            rows.append((q, nxt, "it committed"))
+            rows.append((q, undo_target(i - 1), "it never ran"))
+            rows.append((q, undo_target(i), "no answer"))
+        else:
+            rows.append((ex[i], undo_target(i), "out of retries"))
     for c, s in enumerate(steps):
         if not s.undoable:
             continue
-        prev = [k for k in range(c - 1, -1, -1) if steps[k].undoable]
-        nxt = f"compensating:{steps[prev[0]].name}" if prev else "compensated"
         me = f"compensating:{s.name}"
+        nxt = "compensated" if parallel else undo_target(c - 1)
         rows.append((me, nxt, f"{s.compensation} ok"))
         rows.append((me, me, "failed or timeout: retry"))
-        rows.append((me, "failed", "out of retries"))
+        rows.append((me, "needs_intervention", "out of retries"))
     return pd.DataFrame(rows, columns=["source", "target", "label"]).drop_duplicates(
         ignore_index=True
     )

@@ -14,6 +14,7 @@ REQUEST = 0
 REPLY = 1
 ACTION = 0
 COMPENSATION = 1
+STATUS = 2  # a coordinator's question: did this step run?
 
 
 class Message:

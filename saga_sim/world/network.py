@@ -147,10 +147,12 @@ class Network:
         delay = self.latency(u(LATENCY, saga, step, leg, phase, attempt, 0)) + extra
         self.env.timeout(delay).callbacks.append(lambda _ev: self._arrive(m, 0))
         duplicated = None
+        lag = 0.0
         for rule in self.dups:
             if rule.matches(m):
                 rule.use()
                 duplicated = f"fault: {rule.label}"
+                lag = rule.fault.lag
                 break
         if (
             duplicated is None
@@ -160,7 +162,7 @@ class Network:
             duplicated = "duplicated by the network"
         if duplicated is not None:
             trace("duplicate", m, duplicated)
-            delay = self.latency(u(LATENCY, saga, step, leg, phase, attempt, 1)) + extra
+            delay = self.latency(u(LATENCY, saga, step, leg, phase, attempt, 1)) + extra + lag
             self.env.timeout(delay).callbacks.append(lambda _ev: self._arrive(m, 1))
 
     def _arrive(self, m: Message, copy: int) -> None:

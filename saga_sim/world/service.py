@@ -3,9 +3,17 @@
 A service runs local transactions for the steps it owns. A transaction takes its drawn
 duration, then commits (its record goes into the store and its journal) or aborts. The
 store survives crashes; work in progress does not: a crash interrupts the workers (a SimPy
-``Interrupt``) and loses the inbox. Idempotency (deduplication by message id and by saga step)
-and the barrier (refusing an action whose compensation already ran) live here, shared by both
-styles; the style gives the service its ``handler`` for incoming messages.
+``Interrupt``) and loses the inbox. What lives here is shared by both styles:
+
+- idempotency (``policy.idempotent``): deduplication by message id and by saga step;
+- the barrier (``policy.barrier``): an action whose compensation already ran is refused, and
+  a compensation of an action that never ran is recorded as a null compensation;
+- the transactional outbox (``policy.outbox``): a message sent after a local transaction is
+  committed with it, so a crash between commit and send delays it (the relay sends it on
+  restart) instead of losing it;
+- crash triggers: ``crash`` faults with ``when: before_commit | after_commit``.
+
+The style gives the service its ``handler`` for incoming messages.
 
 A *participant* can be plugged into a step (``simulate(..., participants={step: obj})``, used by
 the coursework): an object with an ``action(request, db)`` and/or a ``compensation(request, db)``
@@ -13,7 +21,9 @@ method. It is asked at the commit point of the local transaction, after the step
 any injected business failure, and decides what the transaction does (``apply``, ``skip``,
 ``refuse``; ``undo``, ``null``, ``skip``); ``db`` is the service's own durable dict, committed with
 the transaction. For the phases it plugs, the participant takes over the service's built-in
-safeguards (deduplication, barrier, null compensation): they are its job.
+safeguards (deduplication, barrier, null compensation): they are its job. A status query
+(``policy.query_status``) is answered from the service's store, and the fence it sets (a step
+declared not run refuses a late request) is kept by the service: the participant never sees it.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import simpy
 
-from ..faults import FailCompensation, FailStep
+from ..faults import Crash, FailCompensation, FailStep, describe_fault
 from .messages import ACTION, COMPENSATION
 from .node import Node
 from .streams import COMP_SERVICE, SERVICE
@@ -35,13 +45,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from .messages import Message
     from .world import World
 
-__all__ = ["ACTION_VERDICTS", "COMPENSATION_VERDICTS", "Effect", "Request", "Service"]
+__all__ = ["ACTION_VERDICTS", "COMPENSATION_VERDICTS", "Request", "Service"]
 
 RUNNING = "running"
 COMMITTED = "committed"
 COMPENSATING = "compensating"
 COMPENSATED = "compensated"
 NULL_COMPENSATED = "null_compensated"
+ABANDONED = "abandoned"  # the coordinator was told it never ran: a barrier tombstone
+
+UNDONE = (COMPENSATED, NULL_COMPENSATED, ABANDONED)
 
 # Results of run_action / run_compensation
 OK = "ok"
@@ -73,17 +86,33 @@ class Request:
     time: float
 
 
-class Effect(tuple):
-    """One journal entry of a service's store: (time, seq, saga, step, op, service)."""
-
-    __slots__ = ()
-
-
 def _fill(template: str, saga: int) -> str:
     try:
         return template.format(saga=saga)
     except (KeyError, IndexError, ValueError):
         return template
+
+
+class _Trigger:
+    """A crash fault armed on a local transaction of this service (fires once)."""
+
+    __slots__ = ("duration", "fired", "label", "saga", "step", "when")
+
+    def __init__(self, fault: Crash, step: int):
+        self.when = fault.when
+        self.step = step
+        self.saga = None if fault.saga == "all" else fault.saga
+        self.duration = fault.duration
+        self.label = describe_fault(fault)
+        self.fired = False
+
+    def matches(self, when: str, saga: int, step: int) -> bool:
+        return (
+            not self.fired
+            and self.when == when
+            and self.step == step
+            and (self.saga is None or self.saga == saga)
+        )
 
 
 class Service(Node):
@@ -100,6 +129,7 @@ class Service(Node):
         self.records: dict[tuple[int, int], dict[str, str]] = {}
         self.seen: set[int] = set()
         self.journal: list[tuple] = []
+        self.outbox: list[Message] = []
         self.participants: dict[int, Any] = {}  # step index -> plugged behaviour
         self.db: dict[Any, Any] = {}  # the plugged behaviour's own durable table
         self.busy: dict[simpy.Process, Message] = {}
@@ -108,11 +138,40 @@ class Service(Node):
         self._steps = sc.steps
         self._policy = sc.policy
         self._u = world.streams.u
-        self._emit = world.tracer.emit
+        self._rows = world.tracer.rows
         self._fail = world.fail_step
+        self._fail_comp = world.fail_compensation
         self._durations = world.durations
         self._comp_durations = world.comp_durations
-        self._fail_comp = world.fail_compensation
+        self._send = world.network.send
+        self._triggers = [
+            _Trigger(f, world.step_index[f.step])
+            for f in world.faults
+            if isinstance(f, Crash) and f.when is not None and f.service == name
+        ]
+        self._crash_after_commit: _Trigger | None = None
+
+    def _t(
+        self,
+        kind: str,
+        saga: int,
+        target: str,
+        i: int,
+        message: str,
+        msg_id: int,
+        attempt: int,
+        detail: str = "",
+    ) -> int:
+        """Trace an event of this service; returns its row number."""
+        rows = self._rows
+        step = self._steps[i].name if i >= 0 else ""
+        rows.append(
+            (self.env.now, saga, kind, self.name, target, step, message, msg_id, attempt, detail)
+        )
+        return len(rows) - 1
+
+    def _journal(self, seq: int, saga: int, i: int, op: str) -> None:
+        self.journal.append((self.env.now, seq, saga, i, op, self.name))
 
     # --- message loop ------------------------------------------------------------------------
 
@@ -142,30 +201,35 @@ class Service(Node):
                 del self.busy[proc]
 
     def _lose_work(self) -> None:
+        me = self.env.active_process
         for proc, m in list(self.busy.items()):
-            self._emit(
+            self._t(
                 "work_lost",
                 m.saga,
-                self.name,
                 "",
-                self._step_label(m.step),
+                m.step,
                 m.name,
                 m.msg_id,
                 m.attempt,
                 "in-flight work lost in the crash",
             )
-            proc.interrupt("crash")
-        for m in list(self.inbox):
-            self._emit(
-                "drop",
-                m.saga,
-                m.source,
-                self.name,
-                self._step_label(m.step),
-                m.name,
-                m.msg_id,
-                m.attempt,
-                f"queued at {self.name}, lost in the crash",
+            if proc is not me:
+                proc.interrupt("crash")
+        for m in self.inbox:
+            step = self._steps[m.step].name if m.step >= 0 else ""
+            self._rows.append(
+                (
+                    self.env.now,
+                    m.saga,
+                    "drop",
+                    m.source,
+                    self.name,
+                    step,
+                    m.name,
+                    m.msg_id,
+                    m.attempt,
+                    f"queued at {self.name}, lost in the crash",
+                )
             )
         self.inbox.clear()
         for key, st in list(self.status.items()):
@@ -174,8 +238,20 @@ class Service(Node):
             elif st == COMPENSATING:
                 self.status[key] = COMMITTED
 
-    def _step_label(self, i: int) -> str:
-        return self._steps[i].name if i >= 0 else ""
+    def _recover(self) -> None:
+        relay, self.outbox = self.outbox, []
+        for m in relay:
+            m.note = "relayed from the outbox after the restart"
+            self._send(m)
+
+    def _crash_now(self, trigger: _Trigger) -> None:
+        """Crash from inside a handler (a crash trigger): down now, up after its duration."""
+        trigger.fired = True
+        self.crash(trigger.label)
+        self.world.schedule_restart(self, trigger.duration, trigger.label)
+        raise simpy.Interrupt("crash")
+
+    # --- messages --------------------------------------------------------------------------------
 
     def is_duplicate(self, m: Message) -> bool:
         """True (and traced) when this exact message was already handled, or is being handled
@@ -189,13 +265,12 @@ class Service(Node):
             if not any(o.msg_id == m.msg_id for p, o in self.busy.items() if p is not me):
                 return False
             why = "duplicate message id: being handled by another worker"
-        step = self._step_label(m.step)
-        self._emit("ignored", m.saga, self.name, m.source, step, m.name, m.msg_id, m.attempt, why)
+        self._t("ignored", m.saga, m.source, m.step, m.name, m.msg_id, m.attempt, why)
         return True
 
     def _plugged(self, i: int, phase: int) -> Any:
-        """The participant plugged into step ``i`` for this phase, or None."""
-        p = self.participants.get(i)
+        """The participant's method plugged into step ``i`` for this phase, or None."""
+        p = self.participants.get(i) if self.participants else None
         if p is None:
             return None
         return getattr(p, "action" if phase == ACTION else "compensation", None)
@@ -217,8 +292,46 @@ class Service(Node):
         """Remember that this message id is done (durably, with the local transaction)."""
         self.seen.add(m.msg_id)
 
-    def _journal(self, seq: int, saga: int, i: int, op: str) -> None:
-        self.journal.append((self.env.now, seq, saga, i, op, self.name))
+    def send(self, m: Message) -> None:
+        """Send a message that follows a local transaction (a reply, a domain event).
+
+        If a crash trigger fired right after the commit, the service goes down now: with the
+        outbox the message waits in it and is relayed on restart; without, it is lost.
+        """
+        trigger = self._crash_after_commit
+        if trigger is None:
+            self._send(m)
+            return
+        self._crash_after_commit = None
+        if self._policy.outbox:
+            self.outbox.append(m)
+        else:
+            self._t(
+                "drop",
+                m.saga,
+                m.target,
+                m.step,
+                m.name,
+                0,
+                m.attempt,
+                f"never sent: {self.name} crashed between commit and send (no outbox)",
+            )
+        self._crash_now(trigger)
+
+    def status_of(self, saga: int, i: int) -> str:
+        """Answer a status query about step ``i`` of ``saga``: committed, running or not_run.
+
+        With the barrier on, a step that never ran is marked abandoned, so a late request for
+        it is refused and the coordinator can safely treat it as not done.
+        """
+        st = self.status.get((saga, i))
+        if st in (COMMITTED, COMPENSATING):
+            return "committed"
+        if st == RUNNING:
+            return "running"
+        if st is None and self._policy.barrier:
+            self.status[(saga, i)] = ABANDONED
+        return "not_run"
 
     # --- local transactions ------------------------------------------------------------------
 
@@ -229,32 +342,24 @@ class Service(Node):
         st = self.status.get(key)
         step = self._steps[i]
         pol = self._policy
-        plugged = self._plugged(i, ACTION) if self.participants else None
+        plugged = self._plugged(i, ACTION)
         if plugged is None and pol.idempotent and st in (COMMITTED, COMPENSATING, RUNNING):
             what = "already committed" if st != RUNNING else "already in progress"
-            self._emit(
+            self._t(
                 "ignored",
                 saga,
-                self.name,
                 m.source,
-                step.name,
+                i,
                 m.name,
                 m.msg_id,
                 m.attempt,
                 f"{what} (idempotent consumer)",
             )
             return ALREADY if st != RUNNING else BUSY
-        if plugged is None and pol.barrier and st in (COMPENSATED, NULL_COMPENSATED):
-            seq = self._emit(
-                "tx_refused",
-                saga,
-                self.name,
-                "",
-                step.name,
-                step.action,
-                m.msg_id,
-                m.attempt,
-                "barrier: the compensation already ran",
+        if pol.barrier and (st in UNDONE if plugged is None else st == ABANDONED):
+            why = "it was declared not run" if st == ABANDONED else "the compensation already ran"
+            seq = self._t(
+                "tx_refused", saga, "", i, step.action, m.msg_id, m.attempt, f"barrier: {why}"
             )
             self._journal(seq, saga, i, "refused")
             return REFUSED
@@ -263,71 +368,56 @@ class Service(Node):
         if st is None or pol.idempotent:
             self.status[key] = RUNNING
         yield self.env.timeout(self._durations[i](self._u(SERVICE, saga, i, n)))
+        if self._triggers:
+            for trig in self._triggers:
+                if trig.matches("before_commit", saga, i):
+                    self._crash_now(trig)
         if self._fail(saga, i, n):
             if self.status.get(key) == RUNNING:
                 del self.status[key]
-            seq = self._emit(
-                "tx_abort",
-                saga,
-                self.name,
-                "",
-                step.name,
-                step.action,
-                m.msg_id,
-                n,
-                "business failure (fail_step)",
+            seq = self._t(
+                "tx_abort", saga, "", i, step.action, m.msg_id, n, "business failure (fail_step)"
             )
             self._journal(seq, saga, i, "abort")
             return FAILED
         st = self.status.get(key)
-        verdict = "apply" if plugged is None else self._ask(plugged, "action", saga, i, m)
+        fenced = pol.barrier and (st in UNDONE if plugged is None else st == ABANDONED)
+        if fenced:
+            verdict = "refuse"
+        else:
+            verdict = "apply" if plugged is None else self._ask(plugged, "action", saga, i, m)
         if verdict == "skip":
             if st == RUNNING:  # nothing new committed: back to what the store holds
                 if key in self.records:
                     self.status[key] = COMMITTED
                 else:
                     del self.status[key]
-            self._emit(
-                "ignored",
-                saga,
-                self.name,
-                m.source,
-                step.name,
-                m.name,
-                m.msg_id,
-                n,
-                "the participant skipped it: already applied",
-            )
+            why = "the participant skipped it: already applied"
+            self._t("ignored", saga, m.source, i, m.name, m.msg_id, n, why)
             return ALREADY
-        if verdict == "refuse" or (
-            plugged is None and pol.barrier and st in (COMPENSATED, NULL_COMPENSATED)
-        ):
+        if verdict == "refuse":
             if st == RUNNING and key not in self.records:
                 del self.status[key]
-            seq = self._emit(
-                "tx_refused",
-                saga,
-                self.name,
-                "",
-                step.name,
-                step.action,
-                m.msg_id,
-                n,
-                "barrier: the compensation ran while this action was running"
-                if plugged is None
-                else "the participant refused it",
-            )
+            if not fenced:
+                why = "the participant refused it"
+            elif plugged is not None:
+                why = "barrier: it was declared not run while this action was running"
+            else:
+                why = "barrier: the compensation ran while this action was running"
+            seq = self._t("tx_refused", saga, "", i, step.action, m.msg_id, n, why)
             self._journal(seq, saga, i, "refused")
             return REFUSED
         record = {k: _fill(v, saga) for k, v in step.writes.items()}
         self.records[key] = record
-        if st not in (COMPENSATED, NULL_COMPENSATED):
+        if st not in UNDONE:
             self.status[key] = COMMITTED
         detail = ", ".join(f"{k}={v}" for k, v in record.items())
-        seq = self._emit(
-            "tx_commit", saga, self.name, "", step.name, step.action, m.msg_id, n, detail
-        )
+        seq = self._t("tx_commit", saga, "", i, step.action, m.msg_id, n, detail)
         self._journal(seq, saga, i, "commit")
+        if self._triggers:
+            for trig in self._triggers:
+                if trig.matches("after_commit", saga, i):
+                    self._crash_after_commit = trig
         return OK
 
     def run_compensation(self, saga: int, i: int, m: Message) -> Generator:
@@ -336,16 +426,15 @@ class Service(Node):
         st = self.status.get(key)
         step = self._steps[i]
         pol = self._policy
-        plugged = self._plugged(i, COMPENSATION) if self.participants else None
+        plugged = self._plugged(i, COMPENSATION)
         done = (COMPENSATED, NULL_COMPENSATED, COMPENSATING)
         if plugged is None and pol.idempotent and st in done:
             what = "already compensated" if st != COMPENSATING else "compensation in progress"
-            self._emit(
+            self._t(
                 "ignored",
                 saga,
-                self.name,
                 m.source,
-                step.name,
+                i,
                 m.name,
                 m.msg_id,
                 m.attempt,
@@ -358,12 +447,11 @@ class Service(Node):
             and key not in self.records
         ):
             self.status[key] = NULL_COMPENSATED
-            seq = self._emit(
+            seq = self._t(
                 "comp_null",
                 saga,
-                self.name,
                 "",
-                step.name,
+                i,
                 step.compensation,
                 m.msg_id,
                 m.attempt,
@@ -378,12 +466,11 @@ class Service(Node):
         yield self.env.timeout(self._comp_durations[i](self._u(COMP_SERVICE, saga, i, n)))
         if self._fail_comp(saga, i, n):
             self.status[key] = COMMITTED
-            seq = self._emit(
+            seq = self._t(
                 "comp_fail",
                 saga,
-                self.name,
                 "",
-                step.name,
+                i,
                 step.compensation,
                 m.msg_id,
                 n,
@@ -397,38 +484,18 @@ class Service(Node):
                 del self.status[key]
             else:
                 self.status[key] = before
-            self._emit(
-                "ignored",
-                saga,
-                self.name,
-                m.source,
-                step.name,
-                m.name,
-                m.msg_id,
-                n,
-                "the participant skipped it: already undone",
-            )
+            why = "the participant skipped it: already undone"
+            self._t("ignored", saga, m.source, i, m.name, m.msg_id, n, why)
             return ALREADY
         if verdict == "null":
             self.status[key] = NULL_COMPENSATED
-            seq = self._emit(
-                "comp_null",
-                saga,
-                self.name,
-                "",
-                step.name,
-                step.compensation,
-                m.msg_id,
-                n,
-                "the participant found nothing to undo",
-            )
+            why = "the participant found nothing to undo"
+            seq = self._t("comp_null", saga, "", i, step.compensation, m.msg_id, n, why)
             self._journal(seq, saga, i, "comp_null")
             return OK
         self.status[key] = COMPENSATED
         self.records.pop(key, None)
-        seq = self._emit(
-            "comp_commit", saga, self.name, "", step.name, step.compensation, m.msg_id, n, ""
-        )
+        seq = self._t("comp_commit", saga, "", i, step.compensation, m.msg_id, n)
         self._journal(seq, saga, i, "comp")
         return OK
 

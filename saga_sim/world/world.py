@@ -108,6 +108,10 @@ class World:
         yield self.env.timeout(duration)
         node.restart(label)
 
+    def schedule_restart(self, node: Node, duration: float, label: str) -> None:
+        """Bring a node that a crash trigger took down back up after ``duration``."""
+        self.env.timeout(duration).callbacks.append(lambda _ev: node.restart(label))
+
     def _partition(self, f: Partition) -> Generator:
         """Trace a partition's window (the network enforces it; this makes it visible)."""
         label = describe_fault(f)
@@ -122,7 +126,7 @@ class World:
         env = self.env
         env.process(self._client(entry, start_name, start_kind))
         for f in self.faults:
-            if isinstance(f, Crash):
+            if isinstance(f, Crash) and f.at is not None:
                 env.process(self._crash(self.nodes[f.service], f.at, f.duration, describe_fault(f)))
             elif isinstance(f, Partition):
                 env.process(self._partition(f))

@@ -1,0 +1,183 @@
+"""Saga semantics in depth: each safeguard off shows its failure, on shows a clean run."""
+
+from __future__ import annotations
+
+import pytest
+
+import saga_sim as ss
+
+STYLES = ss.STYLES
+
+
+def policy(sc: ss.Scenario, **changes) -> ss.Scenario:
+    return sc.model_copy(update={"policy": sc.policy.model_copy(update=changes)})
+
+
+def rows(run: ss.Run, kind: str, **where) -> list[dict]:
+    ev = run.events
+    sel = ev[ev["kind"] == kind]
+    for col, val in where.items():
+        sel = sel[sel[col] == val]
+    return sel.to_dict("records")
+
+
+AFTER_COMMIT = "{kind: crash, service: identity, when: after_commit, step: create_user, for: 0.3}"
+BEFORE_COMMIT = "{kind: crash, service: identity, when: before_commit, step: create_user, for: 0.3}"
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_outbox_on_relays_the_message_after_the_restart(signup, style):
+    run = ss.simulate(signup, style, seed=1, faults=[AFTER_COMMIT])
+    (commit,) = rows(run, "tx_commit", step="create_user")
+    (crash,) = rows(run, "crash", source="identity")
+    (restart,) = rows(run, "restart", source="identity")
+    assert crash["time"] == commit["time"]
+    relayed = [r for r in rows(run, "send", source="identity") if "outbox" in r["detail"]]
+    assert len(relayed) == 1 and relayed[0]["time"] == restart["time"]
+    assert run.outcome == "completed" and not run.violations
+
+
+@pytest.mark.parametrize(
+    "style,outcome", [("orchestration", "completed"), ("choreography", "stalled")]
+)
+def test_outbox_off_loses_the_message(signup, style, outcome):
+    run = ss.simulate(policy(signup, outbox=False), style, seed=1, faults=[AFTER_COMMIT])
+    lost = [r for r in rows(run, "drop", source="identity") if "no outbox" in r["detail"]]
+    assert len(lost) == 1
+    assert len(rows(run, "tx_commit", step="create_user")) == 1
+    if style == "orchestration":
+        # the coordinator times out, re-sends, and the service answers from its records
+        assert rows(run, "timeout", step="create_user")
+        assert any("already committed" in r["detail"] for r in rows(run, "ignored"))
+    else:
+        # the broker redelivers the trigger after the restart, but the step is done: nobody
+        # ever publishes create_user.succeeded, and nobody is watching
+        assert not rows(run, "send", message="create_user.succeeded")
+    assert run.outcome == outcome
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_crash_before_commit_loses_the_work_and_it_runs_again(signup, style):
+    run = ss.simulate(signup, style, seed=1, faults=[BEFORE_COMMIT])
+    (lost,) = rows(run, "work_lost", source="identity")
+    assert lost["step"] == "create_user"
+    (commit,) = rows(run, "tx_commit", step="create_user")
+    assert commit["attempt"] == 2
+    assert run.outcome == "completed"
+
+
+def test_crash_trigger_must_name_a_step_of_that_service(signup):
+    with pytest.raises(
+        ss.ScenarioError,
+        match=r"\[0\].step: step 'create_user' runs on "
+        r"'identity', not on 'notifier'",
+    ):
+        ss.simulate(
+            signup,
+            faults=[
+                "{kind: crash, service: notifier, when: after_commit, step: create_user, for: 1}"
+            ],
+        )
+    with pytest.raises(ss.ScenarioError, match="either 'at'"):
+        ss.simulate(signup, faults=["{kind: crash, service: identity, for: 1}"])
+
+
+# --- compensation order ----------------------------------------------------------------------
+
+
+FLIGHT_FAILS = "{kind: fail_step, step: book_flight}"
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_parallel_compensation_can_undo_out_of_order(style):
+    trip = ss.load_scenario("scenarios/trip_booking.yaml")
+    reverse = ss.simulate(trip, style, seed=3, sagas=20, faults=[FLIGHT_FAILS])
+    assert (reverse.sagas["outcome"] == "compensated").all() and not reverse.violations
+    par = ss.simulate(
+        policy(trip, compensation_order="parallel"), style, seed=3, sagas=20, faults=[FLIGHT_FAILS]
+    )
+    names = {v.invariant for v in par.violations}
+    assert names == {"compensation_order"}
+    bad = {v.saga for v in par.violations}
+    assert 0 < len(bad) < 20  # a race: sometimes the car is cancelled before the hotel
+    for saga in bad:
+        comps = [r["step"] for r in rows(par, "comp_commit", saga=saga)]
+        assert comps == ["reserve_car", "reserve_hotel"]
+    # parallel is faster: both compensations start together
+    assert par.sagas["latency"].mean() < reverse.sagas["latency"].mean()
+
+
+def test_parallel_compensation_starts_every_compensation_at_once():
+    trip = ss.load_scenario("scenarios/trip_booking.yaml")
+    run = ss.simulate(
+        policy(trip, compensation_order="parallel"),
+        "orchestration",
+        seed=1,
+        sagas=1,
+        faults=[FLIGHT_FAILS],
+    )
+    sends = rows(run, "send", source="coordinator")
+    cancels = [r for r in sends if r["message"] in ("cancel_car", "cancel_room")]
+    assert len(cancels) == 2 and cancels[0]["time"] == cancels[1]["time"]
+
+
+# --- dead letters ----------------------------------------------------------------------------
+
+
+def test_choreography_dead_letter_after_max_redeliveries(signup):
+    sc = policy(signup, max_redeliveries=3)
+    run = ss.simulate(
+        sc, "choreography", seed=1, faults=["{kind: drop, link: broker->identity, count: 100}"]
+    )
+    (dead,) = rows(run, "dead_letter")
+    assert dead["source"] == "broker" and dead["target"] == "identity"
+    assert len(rows(run, "send", target="identity")) == 4  # first delivery + 3 redeliveries
+    assert run.outcome == "stalled"
+
+
+def test_orchestration_dead_letter_when_retries_run_out(signup):
+    run = ss.simulate(
+        signup,
+        "orchestration",
+        seed=1,
+        faults=["{kind: drop, step: create_user, leg: request, count: 100}"],
+    )
+    dead = rows(run, "dead_letter", step="create_user")
+    assert dead and dead[0]["message"] == "create_user"
+    # the query reaches the service: it never ran; fenced off, nothing to undo
+    assert rows(run, "deliver", message="create_user.status")[0]["detail"] == "not_run"
+    assert run.outcome == "compensated"
+
+
+# --- coordinator crash in every state ---------------------------------------------------------
+
+
+def _state_times(run: ss.Run) -> dict[str, float]:
+    return {r["detail"]: r["time"] for r in rows(run, "state")}
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        "executing:validate_input",
+        "executing:create_user",
+        "executing:send_welcome_email",
+        "compensating:create_user",
+    ],
+)
+def test_coordinator_crash_in_each_state_recovers(signup, state):
+    faults = ["{kind: fail_step, step: send_welcome_email}"] if "compensating" in state else []
+    base = ss.simulate(signup, "orchestration", seed=2, faults=faults)
+    at = _state_times(base)[state] + 0.001
+    run = ss.simulate(
+        signup,
+        "orchestration",
+        seed=2,
+        faults=[*faults, {"kind": "crash_coordinator", "at": at, "for": 0.4}],
+    )
+    recovering = [r["detail"] for r in rows(run, "state") if r["detail"].startswith("recovering")]
+    assert recovering == [f"recovering:{state}"]
+    assert run.outcome == base.outcome
+    assert not run.violations
+    # effects equal the run without the crash: recovery repeats no effect
+    assert [(e[3], e[4]) for e in run.effects] == [(e[3], e[4]) for e in base.effects]
