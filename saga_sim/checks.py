@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-__all__ = ["INVARIANTS", "OUTCOMES", "Violation", "judge"]
+__all__ = ["INVARIANTS", "OUTCOMES", "Violation", "isolation_violations", "judge"]
 
 OUTCOMES: tuple[str, ...] = ("completed", "compensated", "inconsistent", "stalled")
 
@@ -32,6 +32,12 @@ INVARIANTS: dict[str, str] = {
     "was undone while a later step's effect still stood.",
     "semantic_atomicity": "The saga ended with some effects applied and others not: neither all "
     "steps committed nor every committed step undone.",
+    "lost_update": "A saga overwrote a shared item with a value computed from a stale read: "
+    "another saga's update in between was lost.",
+    "dirty_read": "A saga acted on a value another saga had written and later compensated: it "
+    "read a change that, in the end, never happened.",
+    "non_repeatable_read": "A saga read the same item twice and got different values because "
+    "another saga changed it in between, and went on with the second value.",
 }
 
 
@@ -55,7 +61,9 @@ class Violation:
 Entry = tuple
 
 
-def _duplicate_effect(saga: int, entries: list[Entry], names: list[str]) -> list[Violation]:
+def _duplicate_effect(
+    saga: int, entries: list[Entry], names: list[str], undoable: set[int]
+) -> list[Violation]:
     out = []
     live: dict[int, int] = {}
     comped: dict[int, int] = {}
@@ -89,7 +97,7 @@ def _duplicate_effect(saga: int, entries: list[Entry], names: list[str]) -> list
 
 
 def _action_after_compensation(
-    saga: int, entries: list[Entry], names: list[str]
+    saga: int, entries: list[Entry], names: list[str], undoable: set[int]
 ) -> list[Violation]:
     out = []
     undone: dict[int, int] = {}
@@ -110,7 +118,7 @@ def _action_after_compensation(
 
 
 def _compensation_without_action(
-    saga: int, entries: list[Entry], names: list[str]
+    saga: int, entries: list[Entry], names: list[str], undoable: set[int]
 ) -> list[Violation]:
     out = []
     committed: set[int] = set()
@@ -130,7 +138,9 @@ def _compensation_without_action(
     return out
 
 
-def _compensation_order(saga: int, entries: list[Entry], names: list[str]) -> list[Violation]:
+def _compensation_order(
+    saga: int, entries: list[Entry], names: list[str], undoable: set[int]
+) -> list[Violation]:
     out = []
     live: dict[int, int] = {}  # step -> seq of the commit that stands
     order: dict[int, int] = {}  # step -> position in commit order
@@ -139,7 +149,7 @@ def _compensation_order(saga: int, entries: list[Entry], names: list[str]) -> li
             live[i] = seq
             order.setdefault(i, len(order))
         elif op == "comp" and i in order:
-            later = [j for j in live if j != i and order[j] > order[i]]
+            later = [j for j in live if j != i and j in undoable and order[j] > order[i]]
             for j in sorted(later):
                 out.append(
                     Violation(
@@ -155,7 +165,7 @@ def _compensation_order(saga: int, entries: list[Entry], names: list[str]) -> li
     return out
 
 
-CHECKS: dict[str, Callable[[int, list[Entry], list[str]], list[Violation]]] = {
+CHECKS: dict[str, Callable[[int, list[Entry], list[str], set[int]], list[Violation]]] = {
     "duplicate_effect": _duplicate_effect,
     "action_after_compensation": _action_after_compensation,
     "compensation_without_action": _compensation_without_action,
@@ -163,11 +173,83 @@ CHECKS: dict[str, Callable[[int, list[Entry], list[str]], list[Violation]]] = {
 }
 
 
+def isolation_violations(
+    data_log: Iterable[tuple], committed: set[tuple[int, int]], names: list[str]
+) -> dict[int, list[Violation]]:
+    """Isolation anomalies between concurrent sagas, from the shared-item log.
+
+    ``data_log`` entries: (time, seq, saga, step, op, item, value, version, writer saga,
+    writer seq, based-on version), op read | write | undo. ``committed``: (saga, step) pairs whose
+    local transaction committed (an anomaly counts only when a saga acted on what it read).
+    """
+    out: dict[int, list[Violation]] = {}
+    log = sorted(data_log, key=lambda e: e[1])
+    by_item: dict[str, list[tuple]] = {}
+    for e in log:
+        by_item.setdefault(e[5], []).append(e)
+    for item, entries in by_item.items():
+        writes = [e for e in entries if e[4] in ("write", "undo")]
+        undone: dict[int, tuple] = {}  # write seq -> the undo of that saga's step
+        for e in entries:
+            if e[4] == "undo":
+                for w in writes:
+                    if w[4] == "write" and w[2] == e[2] and w[3] == e[3] and w[1] < e[1]:
+                        undone[w[1]] = e
+        first_read: dict[int, tuple] = {}
+        for e in entries:
+            _t, seq, saga, i, op, _item, value, version, writer, wseq, based = e
+            if op == "write" and based != version - 1:
+                lost = [w for w in writes if based < w[7] < version and w[2] != saga]
+                if lost:
+                    w = lost[-1]
+                    out.setdefault(saga, []).append(
+                        Violation(
+                            "lost_update",
+                            saga,
+                            names[i],
+                            (w[1], seq),
+                            f"saga {saga} wrote {item}={value} from a read of version {based}, "
+                            f"overwriting saga {w[2]}'s update (row {w[1]}): that update is lost",
+                        )
+                    )
+            elif op == "read" and (saga, i) in committed:
+                if writer and writer != saga and wseq in undone and undone[wseq][1] > seq:
+                    u = undone[wseq]
+                    out.setdefault(saga, []).append(
+                        Violation(
+                            "dirty_read",
+                            saga,
+                            names[i],
+                            (wseq, seq, u[1]),
+                            f"saga {saga} read {item}={value} written by saga {writer}, which "
+                            f"later compensated it (row {u[1]})",
+                        )
+                    )
+                prev = first_read.get(saga)
+                if prev is not None and prev[7] != version:
+                    others = [w for w in writes if prev[1] < w[1] < seq and w[2] != saga]
+                    if others:
+                        out.setdefault(saga, []).append(
+                            Violation(
+                                "non_repeatable_read",
+                                saga,
+                                names[i],
+                                (prev[1], others[0][1], seq),
+                                f"saga {saga} read {item}={prev[6]}, then {item}={value}: saga "
+                                f"{others[0][2]} changed it in between (row {others[0][1]})",
+                            )
+                        )
+            if op == "read":
+                first_read.setdefault(saga, e)
+    return out
+
+
 def judge(
     entries: Iterable[Entry],
     steps: list,
     n_sagas: int,
     declared: dict[int, tuple[str, float, str]],
+    data_log: Iterable[tuple] = (),
 ) -> tuple[dict[int, str], list[Violation]]:
     """Decide every saga's outcome and list the violations.
 
@@ -182,21 +264,28 @@ def judge(
     """
     names = [s.name for s in steps]
     no_undo = {i for i, s in enumerate(steps) if s.kind == "compensatable" and not s.undoable}
+    undoable = {i for i, s in enumerate(steps) if s.undoable}
     by_saga: dict[int, list[Entry]] = {}
     for e in sorted(entries, key=lambda e: e[1]):
         by_saga.setdefault(e[2], []).append(e)
     outcomes: dict[int, str] = {}
     violations: list[Violation] = []
+    data_log = list(data_log)
+    isolation: dict[int, list[Violation]] = {}
+    if data_log:
+        committed = {(e[2], e[3]) for es in by_saga.values() for e in es if e[4] == "commit"}
+        isolation = isolation_violations(data_log, committed, names)
     n = len(steps)
     clean = [(k, "commit") for k in range(n)]
     for saga in range(1, n_sagas + 1):
         es = by_saga.get(saga, [])
-        if len(es) == n and [(e[3], e[4]) for e in es] == clean:
+        if saga not in isolation and len(es) == n and [(e[3], e[4]) for e in es] == clean:
             outcomes[saga] = "completed"  # the common case: every step committed once, in order
             continue
         found: list[Violation] = []
         for check in CHECKS.values():
-            found += check(saga, es, names)
+            found += check(saga, es, names, undoable)
+        found += isolation.get(saga, [])
         live: dict[int, int] = {}
         aborted = False
         comps = 0

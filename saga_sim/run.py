@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from .checks import INVARIANTS, OUTCOMES, Violation, judge
+from .faults import describe_fault
 from .scenario import Problem, Scenario, ScenarioError, load_scenario, parse_faults
 from .styles import BUILDERS, STYLES
 from .trace import events_frame
@@ -305,18 +306,28 @@ def simulate(
     extra = parse_faults(faults, sc) if faults is not None else ()
     all_faults = tuple(sc.faults) + tuple(extra)
     n = sagas if sagas is not None else sc.workload.sagas
-    beyond = [
+
+    def beyond(f: Any) -> bool:
+        return isinstance(getattr(f, "saga", "all"), int) and f.saga > n
+
+    problems = [
         Problem("faults", f"[{i}].saga", f"saga {f.saga} does not exist: this run starts {n}")
-        for i, f in enumerate(all_faults)
-        if isinstance(getattr(f, "saga", "all"), int) and f.saga > n
+        for i, f in enumerate(extra)
+        if beyond(f)
     ]
-    if beyond:
-        raise ScenarioError(beyond)
+    if problems:
+        raise ScenarioError(problems)
+    notes = [
+        f"scenario fault '{describe_fault(f)}' does not apply: this run starts {n} saga(s)"
+        for f in sc.faults
+        if beyond(f)
+    ]
     world = World(sc, all_faults, seed, sagas=sagas, horizon=horizon, participants=participants)
+    world.notes.extend(notes)
     coordinator = BUILDERS[style](world)
     coordinator.run()
     entries = [e for s in world.services.values() for e in s.journal]
-    outcomes, violations = judge(entries, sc.steps, world.n_sagas, world.declared)
+    outcomes, violations = judge(entries, sc.steps, world.n_sagas, world.declared, world.data_log)
     return Run(sc, style, all_faults, seed, world, outcomes, violations)
 
 

@@ -25,6 +25,7 @@ from .faults import Crash, FailCompensation, Fault, Partition, _MessageFault
 
 __all__ = [
     "MAX_FILE_BYTES",
+    "Isolation",
     "Network",
     "Policy",
     "Problem",
@@ -32,6 +33,7 @@ __all__ = [
     "ScenarioError",
     "Service",
     "Step",
+    "StepData",
     "Workload",
     "load_scenario",
     "parse_faults",
@@ -53,6 +55,26 @@ class Service(_Model):
 
     description: str = ""
     workers: int = Field(default=4, ge=1, le=1000, description="concurrent local transactions")
+    data: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], int] = Field(
+        default_factory=dict,
+        description="shared items in this service's store and their "
+        "initial values (sagas read and update them concurrently)",
+    )
+
+
+class StepData(_Model):
+    """What a step does to a shared item of its service's store."""
+
+    item: str
+    change: int = Field(
+        default=0,
+        ge=-1_000_000,
+        le=1_000_000,
+        description="added to the item at commit (0: the step only reads it)",
+    )
+    floor: int | None = Field(
+        default=0, description="abort if the result would fall below this (null: no check)"
+    )
 
 
 class Step(_Model):
@@ -66,6 +88,7 @@ class Step(_Model):
     duration: Distribution = Exponential(mean=0.02)
     compensation_duration: Distribution | None = None
     writes: dict[str, str] = Field(default_factory=dict)
+    data: StepData | None = None
     description: str = ""
 
     @property
@@ -80,6 +103,31 @@ class Network(_Model):
     latency: Distribution = Lognormal(mean=0.005, sd=0.002)
     loss: float = Field(default=0.0, ge=0, lt=1)
     duplicate: float = Field(default=0.0, ge=0, lt=1)
+
+
+class Isolation(_Model):
+    """Countermeasures against isolation anomalies between concurrent sagas (all off: none)."""
+
+    semantic_lock: bool = Field(
+        default=False,
+        description="a step that touches an item leaves it pending (locked by its "
+        "saga) until the saga ends or the step is undone; other sagas' steps on it abort",
+    )
+    commutative: bool = Field(
+        default=False,
+        description="updates are applied as increments to the current value, not "
+        "as a value computed from an earlier read",
+    )
+    reread: bool = Field(
+        default=False,
+        description="before writing, reread the item; if another saga changed it "
+        "since this saga read it, abort",
+    )
+    version: bool = Field(
+        default=False,
+        description="optimistic versioning: a write whose read version is stale is "
+        "re-executed on the current value",
+    )
 
 
 class Policy(_Model):
@@ -111,6 +159,7 @@ class Policy(_Model):
         le=1000,
         description="choreography: redeliveries before a message goes to the dead-letter queue",
     )
+    isolation: Isolation = Field(default_factory=lambda: Isolation())
     redelivery: float | None = Field(
         default=1.0,
         gt=0,
@@ -496,6 +545,20 @@ def _reference_problems(sc: Scenario, file: str) -> list[Problem]:
                     "pivot, then retriable steps",
                 )
             )
+        if s.data is not None and s.service in sc.services:
+            items = list(sc.services[s.service].data)
+            if s.data.item not in items:
+                close = difflib.get_close_matches(s.data.item, items, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                known = ", ".join(items) or "none: add services." + s.service + ".data"
+                out.append(
+                    Problem(
+                        file,
+                        f"steps[{i}].data.item",
+                        f"service {s.service!r} has no "
+                        f"item {s.data.item!r}{hint}; its items: {known}",
+                    )
+                )
         if s.kind in ("pivot", "retriable") and s.compensation is not None:
             out.append(
                 Problem(

@@ -37,6 +37,7 @@ EVENT_KINDS: dict[str, str] = {
     "tx_commit": "a step's local transaction commits (its effect is now in the service's store)",
     "tx_abort": "a step's local transaction aborts (business failure; no effect)",
     "tx_refused": "a late action refused because its compensation already ran (barrier)",
+    "read": "a local transaction reads a shared item (its value, version and who wrote it)",
     "comp_commit": "a compensation commits (the step's effect is undone)",
     "comp_fail": "a compensation attempt fails",
     "comp_null": "a compensation for an action that never ran: recorded, nothing to undo",

@@ -100,5 +100,8 @@ def test_every_invariant_has_an_explanation():
         "compensation_without_action",
         "compensation_order",
         "semantic_atomicity",
+        "lost_update",
+        "dirty_read",
+        "non_repeatable_read",
     }
     assert all(len(text) > 30 for text in ss.INVARIANTS.values())

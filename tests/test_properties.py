@@ -88,10 +88,13 @@ def test_random_fault_plans_finish_with_one_outcome_per_saga(case):
         ev = run.events
         assert ev["time"].is_monotonic_increasing
         assert (ev["time"] <= 30).all()
-        # every violation points at real rows of its own saga
+        # every violation points at real rows of its own saga (isolation anomalies also point
+        # at the other saga's rows)
+        cross = {"lost_update", "dirty_read", "non_repeatable_read"}
         for v in run.violations:
             assert v.invariant in ss.INVARIANTS
-            assert all(ev.loc[r, "saga"] == v.saga for r in v.rows)
+            sagas = {ev.loc[r, "saga"] for r in v.rows}
+            assert sagas == {v.saga} or (v.invariant in cross and v.saga in sagas)
         # outcomes agree with the ground truth in the journal
         for saga, outcome in zip(s["saga"], s["outcome"]):
             effects = [e for e in run.effects if e[2] == saga]

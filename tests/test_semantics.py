@@ -181,3 +181,87 @@ def test_coordinator_crash_in_each_state_recovers(signup, state):
     assert not run.violations
     # effects equal the run without the crash: recovery repeats no effect
     assert [(e[3], e[4]) for e in run.effects] == [(e[3], e[4]) for e in base.effects]
+
+
+# --- concurrent sagas on shared data -----------------------------------------------------------
+
+
+def isolation(sc: ss.Scenario, **switches) -> ss.Scenario:
+    iso = sc.policy.isolation.model_copy(update=switches)
+    return policy(sc, isolation=iso)
+
+
+@pytest.fixture(scope="module")
+def shop() -> ss.Scenario:
+    return ss.load_scenario("scenarios/inventory_concurrency.yaml")
+
+
+def anomalies(sc: ss.Scenario, style: str, seeds=range(8)) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for seed in seeds:
+        for v in ss.simulate(sc, style, seed=seed).violations:
+            found[v.invariant] = found.get(v.invariant, 0) + 1
+    return found
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_concurrency_scenario_shows_every_anomaly(shop, style):
+    run = ss.simulate(shop, style, seed=0)
+    names = {v.invariant for v in run.violations}
+    assert {"lost_update", "dirty_read", "non_repeatable_read"} <= names
+    ev = run.events
+    for v in run.violations:
+        kinds = set(ev.loc[list(v.rows), "kind"])
+        if v.invariant == "lost_update":
+            assert kinds == {"tx_commit"}
+        elif v.invariant == "dirty_read":
+            assert kinds == {"tx_commit", "read", "comp_commit"}
+        elif v.invariant == "non_repeatable_read":
+            assert "read" in kinds
+
+
+def test_lost_update_is_visible_in_the_final_stock(shop):
+    run = ss.simulate(shop, "orchestration", seed=0)
+    ev = run.events
+    commits = ev[(ev["kind"] == "tx_commit") & (ev["step"] == "reserve_stock")]
+    comps = ev[(ev["kind"] == "comp_commit") & (ev["step"] == "reserve_stock")]
+    final = int(ev[ev["detail"].str.startswith("stock:")]["detail"].iloc[-1].split("-> ")[-1])
+    # what the stock should be if every reservation counted
+    assert final > 4 - len(commits) + len(comps)
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize(
+    "switch,removed",
+    [
+        ("commutative", {"lost_update"}),
+        ("version", {"lost_update"}),
+        ("reread", {"lost_update", "non_repeatable_read"}),
+        ("semantic_lock", {"lost_update", "non_repeatable_read", "dirty_read"}),
+    ],
+)
+def test_each_countermeasure_removes_its_anomalies(shop, style, switch, removed):
+    before = anomalies(shop, style)
+    assert removed <= set(before)
+    after = anomalies(isolation(shop, **{switch: True}), style)
+    assert not removed & set(after), after
+
+
+def test_semantic_lock_trades_anomalies_for_aborts(shop):
+    locked = isolation(shop, semantic_lock=True)
+    run = ss.simulate(locked, "orchestration", seed=0)
+    aborts = [r for r in rows(run, "tx_abort") if "semantic lock" in r["detail"]]
+    assert aborts
+    assert set(run.sagas["outcome"]) <= {"completed", "compensated"}
+
+
+def test_step_data_must_name_an_item_of_its_service(shop):
+    text = shop.to_yaml()
+    assert text.count("item: stock") == 2
+    text = text[::-1].replace("item: stock"[::-1], "item: stok"[::-1], 1)[::-1]
+    with pytest.raises(
+        ss.ScenarioError,
+        match=r"steps\[2\].data.item: service 'inventory' has "
+        r"no item 'stok' \(did you mean 'stock'\?\)",
+    ):
+        ss.parse_scenario(text)

@@ -150,6 +150,11 @@ class Service(Node):
             if isinstance(f, Crash) and f.when is not None and f.service == name
         ]
         self._crash_after_commit: _Trigger | None = None
+        # shared items: name -> [value, version, writer saga, trace row of the write]
+        self.items: dict[str, list[int]] = {k: [v, 0, 0, -1] for k, v in spec.data.items()}
+        self.locks: dict[str, int] = {}  # item -> saga holding its semantic lock
+        self._isolation = sc.policy.isolation
+        self._data_log = world.data_log
 
     def _t(
         self,
@@ -333,6 +338,79 @@ class Service(Node):
             self.status[(saga, i)] = ABANDONED
         return "not_run"
 
+    # --- shared items --------------------------------------------------------------------------
+
+    def release_locks(self, saga: int) -> None:
+        """The saga ended: its semantic locks on this service's items are released."""
+        for item in [k for k, holder in self.locks.items() if holder == saga]:
+            del self.locks[item]
+
+    def _read(self, saga: int, i: int, item: str, m: Message, n: int) -> tuple | str:
+        """Read a shared item at the start of a local transaction (a reason string: abort)."""
+        iso = self._isolation
+        holder = self.locks.get(item)
+        if iso.semantic_lock and holder is not None and holder != saga:
+            return f"{item} is pending in saga {holder} (semantic lock)"
+        value, version, writer, wseq = self.items[item]
+        if iso.reread:
+            earlier = self._first_read(saga, item)
+            if earlier is not None and earlier != version:
+                return (
+                    f"{item} changed since this saga first read it (version {earlier} -> "
+                    f"{version}): abort (reread)"
+                )
+        if iso.semantic_lock:
+            self.locks[item] = saga
+        who = f"saga {writer}" if writer else "initial value"
+        seq = self._t(
+            "read", saga, "", i, item, m.msg_id, n, f"{item}={value} (version {version}, {who})"
+        )
+        self._data_log.append(
+            (self.env.now, seq, saga, i, "read", item, value, version, writer, wseq, version)
+        )
+        return (value, version, seq)
+
+    def _first_read(self, saga: int, item: str) -> int | None:
+        for entry in self._data_log:
+            if entry[2] == saga and entry[4] == "read" and entry[5] == item:
+                return entry[7]
+        return None
+
+    def _plan_write(
+        self, saga: int, i: int, d: object, read: tuple, m: Message, n: int
+    ) -> tuple | str | None:
+        """Decide the write at commit: (detail, new value, based-on version), or a reason to abort,
+        or None for a read-only step."""
+        iso = self._isolation
+        value, version, _ = read
+        cur = self.items[d.item]
+        if d.change == 0:
+            return None
+        if cur[1] != version and iso.reread:
+            return (
+                f"{d.item} changed since it was read (version {version} -> {cur[1]}): "
+                "abort (reread)"
+            )
+        if iso.commutative or (iso.version and cur[1] != version):
+            base, based_on = cur[0], cur[1]  # apply to the current value
+            how = " (commutative update)" if iso.commutative else " (version conflict: redone)"
+        else:
+            base, based_on, how = value, version, ""
+        new = base + d.change
+        if d.floor is not None and new < d.floor:
+            return f"{d.item} would fall to {new}, below {d.floor}"
+        return (f"{d.item}: {base} -> {new}{how}", new, based_on)
+
+    def _apply_write(self, seq: int, saga: int, i: int, item: str, write: tuple) -> None:
+        _, new, based_on = write
+        cell = self.items[item]
+        cell[0] = new
+        cell[1] += 1
+        cell[2], cell[3] = saga, seq
+        self._data_log.append(
+            (self.env.now, seq, saga, i, "write", item, new, cell[1], saga, seq, based_on)
+        )
+
     # --- local transactions ------------------------------------------------------------------
 
     def run_action(self, saga: int, i: int, m: Message) -> Generator:
@@ -365,6 +443,13 @@ class Service(Node):
             return REFUSED
         n = self.attempts.get(key, 0) + 1
         self.attempts[key] = n
+        read = None
+        if step.data is not None:
+            read = self._read(saga, i, step.data.item, m, n)
+            if isinstance(read, str):
+                seq = self._t("tx_abort", saga, "", i, step.action, m.msg_id, n, read)
+                self._journal(seq, saga, i, "abort")
+                return FAILED
         if st is None or pol.idempotent:
             self.status[key] = RUNNING
         yield self.env.timeout(self._durations[i](self._u(SERVICE, saga, i, n)))
@@ -407,13 +492,26 @@ class Service(Node):
             seq = self._t("tx_refused", saga, "", i, step.action, m.msg_id, n, why)
             self._journal(seq, saga, i, "refused")
             return REFUSED
+        write = None
+        if read is not None:
+            write = self._plan_write(saga, i, step.data, read, m, n)
+            if isinstance(write, str):
+                if self.status.get(key) == RUNNING:
+                    del self.status[key]
+                seq = self._t("tx_abort", saga, "", i, step.action, m.msg_id, n, write)
+                self._journal(seq, saga, i, "abort")
+                return FAILED
         record = {k: _fill(v, saga) for k, v in step.writes.items()}
         self.records[key] = record
         if st not in UNDONE:
             self.status[key] = COMMITTED
         detail = ", ".join(f"{k}={v}" for k, v in record.items())
+        if write is not None:
+            detail = f"{detail}, {write[0]}" if detail else write[0]
         seq = self._t("tx_commit", saga, "", i, step.action, m.msg_id, n, detail)
         self._journal(seq, saga, i, "commit")
+        if write is not None:
+            self._apply_write(seq, saga, i, step.data.item, write)
         if self._triggers:
             for trig in self._triggers:
                 if trig.matches("after_commit", saga, i):
@@ -495,8 +593,25 @@ class Service(Node):
             return OK
         self.status[key] = COMPENSATED
         self.records.pop(key, None)
-        seq = self._t("comp_commit", saga, "", i, step.compensation, m.msg_id, n)
+        undo = ""
+        d = step.data
+        if d is not None and d.change:
+            cell = self.items[d.item]
+            undo = f"{d.item}: {cell[0]} -> {cell[0] - d.change}"
+        seq = self._t("comp_commit", saga, "", i, step.compensation, m.msg_id, n, undo)
         self._journal(seq, saga, i, "comp")
+        if d is not None:
+            if d.change:
+                cell = self.items[d.item]
+                based = cell[1]
+                cell[0] -= d.change
+                cell[1] += 1
+                cell[2], cell[3] = saga, seq
+                self._data_log.append(
+                    (self.env.now, seq, saga, i, "undo", d.item, cell[0], cell[1], saga, seq, based)
+                )
+            if self.locks.get(d.item) == saga:
+                del self.locks[d.item]
         return OK
 
 

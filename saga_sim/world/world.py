@@ -61,6 +61,9 @@ class World:
             horizon = self.arrivals[-1] + DEFAULT_TAIL
         self.horizon = float(horizon)
         self.declared: dict[int, tuple[str, float, str]] = {}
+        # shared-item operations: (time, seq, saga, step, op, item, value, version, writer saga,
+        # writer seq, based-on version); op: read | write | undo
+        self.data_log: list[tuple] = []
         self.nodes: dict[str, Node] = {}
         self.network = Network(self)
         self.nodes["client"] = Client(self, "client")
@@ -91,6 +94,9 @@ class World:
         """A participant or the coordinator says the saga has ended (the first word counts)."""
         if saga not in self.declared:
             self.declared[saga] = (state, self.env.now, by)
+            if self.data_log:
+                for svc in self.services.values():
+                    svc.release_locks(saga)
 
     # --- processes -------------------------------------------------------------------------
 
