@@ -513,7 +513,7 @@ def nb02() -> Book:
     b.md(
         """
         And if cancelling the car never succeeds? The coordinator gives up and marks the saga
-        `failed` (it needs a human). But what is left in the stores?
+        `needs_intervention` (a human must fix it). But what is left in the stores?
         """
     )
     b.exercise(
@@ -909,11 +909,15 @@ def nb04() -> Book:
 
         A request can arrive *after* the coordinator gave up on it and compensated. The
         compensation found nothing to undo (a **null compensation**); then the late request
-        creates the user, and nobody will ever delete it.
+        creates the user, and nobody will ever delete it. Two policy switches matter here:
+        `barrier` (a service refuses an action whose compensation already ran) and
+        `query_status` (before compensating a step that timed out for good, the coordinator
+        asks its service whether it ran). We switch both off first.
         """
     )
     b.predict(
-        "Every create_user request is delayed by 5 s, and `policy.barrier` is off. What happens?",
+        "Every create_user request is delayed by 5 s; `barrier` and `query_status` are off. "
+        "What happens?",
         "The coordinator times out four times (0.5 s each plus backoff), compensates create_user "
         "(a null compensation, nothing was created yet), declares the saga compensated; then the "
         "delayed requests arrive and create the user after its compensation: "
@@ -923,22 +927,41 @@ def nb04() -> Book:
         "04.late_request_without_barrier",
         """
         late = ["{kind: delay, step: create_user, leg: request, extra: 5}"]
-        no_barrier = cw.variant(signup, policy={"barrier": False})
-        run = ss.simulate(no_barrier, "orchestration", faults=late, seed=7)
+        unguarded = cw.variant(signup, policy={"barrier": False, "query_status": False})
+        run = ss.simulate(unguarded, "orchestration", faults=late, seed=7)
         broken = ...
         cw.check("04.late_request_without_barrier", broken)
         """,
         """
         late = ["{kind: delay, step: create_user, leg: request, extra: 5}"]
-        no_barrier = cw.variant(signup, policy={"barrier": False})
-        run = ss.simulate(no_barrier, "orchestration", faults=late, seed=7)
+        unguarded = cw.variant(signup, policy={"barrier": False, "query_status": False})
+        run = ss.simulate(unguarded, "orchestration", faults=late, seed=7)
         broken = run.violations[0].invariant
         cw.check("04.late_request_without_barrier", broken)
         """,
     )
+    b.md(
+        """
+        Now each switch on its own. Asking the service helps only if its answer also *fences*
+        the step (the barrier records "declared not run" and refuses the late request); asking
+        without a barrier just moves the damage:
+        """
+    )
     b.code(
         """
-        run = ss.simulate(signup, "orchestration", faults=late, seed=7)   # barrier on
+        rows = []
+        for barrier in (False, True):
+            for query in (False, True):
+                sc = cw.variant(signup, policy={"barrier": barrier, "query_status": query})
+                r = ss.simulate(sc, "orchestration", faults=late, seed=7)
+                broken = ", ".join(v.invariant for v in r.violations)
+                rows.append((barrier, query, r.outcome, broken))
+        pd.DataFrame(rows, columns=["barrier", "query_status", "outcome", "violations"])
+        """
+    )
+    b.code(
+        """
+        run = ss.simulate(signup, "orchestration", faults=late, seed=7)   # the defaults: both on
         viz.timeline(run.events, saga=1, title="Late requests, refused by the barrier")
         """
     )
@@ -965,7 +988,8 @@ def nb04() -> Book:
         `request` has `saga`, `step`, `phase`, `msg_id`, `attempt`, `message`, `source`, `time`.
         `db` is a dict: the service's own table. What you write there commits with the
         transaction and survives crashes. For what you plug, the service's built-in safeguards
-        are off: they are your job. The base class applies everything:
+        are off: they are your job (the grader also switches `query_status` off, so late
+        requests reach your code). The base class applies everything:
         """
     )
     b.code(
@@ -1037,32 +1061,60 @@ def nb04() -> Book:
         """
         ## Lost after commit: the transactional outbox
 
-        One loss no safeguard above can fix: a service commits its local transaction and the
-        message announcing it is lost before it reaches anyone (a crash between the commit and
-        the send, or a lost publish). In choreography nobody is waiting for that event:
+        One loss the safeguards above cannot fix: a service commits its local transaction and
+        crashes before the message announcing it goes out. With `policy.outbox` (the default)
+        the message is written to an outbox table *in the same local transaction*, and a relay
+        sends it after the restart. A crash fault can fire at that exact moment:
+        `{kind: crash, service: identity, when: after_commit, step: create_user, for: 1.0}`.
+        """
+    )
+    b.predict(
+        "Without the outbox, identity crashes right after creating the user and restarts 1 s "
+        "later. What happens in each style?",
+        "Orchestration completes: the coordinator times out, re-sends, and the idempotent service "
+        "answers from its record. Choreography stalls: the broker redelivers the triggering "
+        "event after the restart, but the service has already applied it and ignores it; "
+        "create_user.succeeded is never published.",
+    )
+    b.exercise(
+        "04.no_outbox",
+        """
+        crash = ["{kind: crash, service: identity, when: after_commit, step: create_user, "
+                 "for: 1.0}"]
+        no_outbox = cw.variant(signup, policy={"outbox": False})
+        cmp = ss.compare(no_outbox, faults=crash, seed=7)
+        outcomes = {"orchestration": ..., "choreography": ...}
+        cw.check("04.no_outbox", outcomes)
+        """,
+        """
+        crash = ["{kind: crash, service: identity, when: after_commit, step: create_user, "
+                 "for: 1.0}"]
+        no_outbox = cw.variant(signup, policy={"outbox": False})
+        cmp = ss.compare(no_outbox, faults=crash, seed=7)
+        outcomes = {style: r.outcome for style, r in cmp.runs.items()}
+        cw.check("04.no_outbox", outcomes)
+        """,
+    )
+    b.code(
+        """
+        viz.timeline(cmp.choreography.events, saga=1, title="No outbox: the event is never sent")
         """
     )
     b.code(
         """
-        lost_publish = ["{kind: drop, step: create_user, leg: reply}"]
-        r = ss.simulate(signup, "choreography", faults=lost_publish, seed=7)
-        r.outcome, r.effects
+        with_outbox = ss.compare(signup, faults=crash, seed=7)   # the default: outbox on
+        with_outbox.metrics.loc[["completed", "stalled", "latency_mean"]]
         """
     )
     b.md(
         """
-        The usual fix is the **transactional outbox**: the service writes the outgoing message
-        into an outbox table *in the same local transaction* as its state change, and a relay
-        sends what is in the outbox (again after a restart) until the broker acknowledges it.
-        Delivery becomes at-least-once, so the consumers must be idempotent: everything in
-        this notebook comes together.
-
         ## Summary
 
         At-least-once delivery gives duplicates; an idempotent consumer remembers the business
         key of what it applied, in the same transaction as the effect. A late request after its
         compensation needs a barrier, and a compensation for something that never happened
-        must be recorded as a null compensation.
+        must be recorded as a null compensation. A message that follows a commit must be
+        committed with it (the outbox), or a crash at the wrong moment loses it.
         """
     )
     return b
@@ -1080,7 +1132,7 @@ def nb05() -> Book:
         [
             "explain why sagas lack isolation (the I of ACID)",
             "measure how many sagas overlap, and how long a doomed saga's effects stand",
-            "name the isolation anomalies and the countermeasures against them",
+            "name the isolation anomalies, see them in a race for stock, and remove them",
         ],
         """
         Each local transaction commits at once, so its effect is visible to everyone *before*
@@ -1100,9 +1152,9 @@ def nb05() -> Book:
     )
     b.code('viz.timeline(run.events, saga=[3, 4, 5], title="Three of the twelve sagas")')
     b.predict(
-        "Sagas start about 30 ms apart and take about 150 ms. How many are in flight at the "
+        "Sagas start about 30 ms apart and take about 200 ms. How many are in flight at the "
         "busiest moment?",
-        "About five: 150 ms / 30 ms. Exact count: 7 in this run (arrivals are random).",
+        "About 200 / 30, six or seven; arrivals are random, so bursts push it higher. This run: 7.",
     )
     b.exercise(
         "05.max_in_flight",
@@ -1170,23 +1222,147 @@ def nb05() -> Book:
     )
     b.md(
         """
-        ## Anomalies and countermeasures
+        ## Shared data: orders racing for stock
 
-        With shared data (the same stock, the same account), the missing isolation shows up as:
+        In the order saga above, every saga touched its own records. Now six orders race for
+        the same stock of four items. The inventory service reads the stock at the start of
+        its local transaction and writes the new value when it commits, with four transactions
+        in flight at once; saga 2's card is declined, so its reservation is compensated.
+        """
+    )
+    b.code(
+        """
+        race_sc = cw.bundled("inventory_concurrency")
+        print(race_sc.description)
+        race = ss.simulate(race_sc, "orchestration", seed=0)
+        ev = race.events
+        stock = ev[ev["kind"].isin(["read", "tx_commit", "comp_commit"])
+                   & ev["step"].isin(["check_stock", "reserve_stock"])]
+        stock[["time", "saga", "kind", "step", "detail"]]
+        """
+    )
+    b.predict(
+        "Four items, six orders, one of them refunded. How many items should be left at the "
+        "end if the sagas ran one after another (an order finding no stock is refused)? And in "
+        "this run?",
+        "One after another: four orders get an item, stock 0 (or 1 if the refunded order was "
+        "among them). In this run every reservation read the stock before the others wrote it: "
+        "the final value is 3, nowhere near what went out.",
+    )
+    b.exercise(
+        "05.final_stock",
+        """
+        final = ...   # hint: the last row whose detail reads "stock: a -> b"
+        cw.check("05.final_stock", final)
+        """,
+        """
+        writes = stock[stock["kind"].isin(["tx_commit", "comp_commit"])
+                       & stock["detail"].str.startswith("stock:")]
+        final = int(writes["detail"].iloc[-1].split("->")[1])
+        cw.check("05.final_stock", final)
+        """,
+    )
+    b.md(
+        """
+        ## Anomalies
 
-        - **lost update**: one saga overwrites what another wrote, without reading it;
-        - **dirty read**: a saga reads what another saga later compensates (as above);
-        - **non-repeatable read**: a saga reads the same data twice and gets different values
+        With shared data, the missing isolation shows up as:
+
+        - **lost update**: a saga overwrites a value computed from a stale read; another
+          saga's update in between is lost;
+        - **dirty read**: a saga acts on a value another saga wrote and later compensated;
+        - **non-repeatable read**: a saga reads the same item twice and gets different values,
           because another saga changed it in between.
 
-        Countermeasures: a **semantic lock** (a flag such as `status: pending` that says the
-        record is in the middle of a saga, so others wait or treat it with care); **commutative
-        updates** (debit and credit in any order give the same result); **pessimistic view**
-        (reorder the steps so that the risky ones come last); **reread value** (check the data
-        is unchanged before overwriting it); **version file** (record operations so they can be
-        reordered); **by value** (choose the mechanism per request, by its risk).
+        The checker names them, with the rows that show them:
+        """
+    )
+    b.code('race.violations_frame()[["invariant", "saga", "message"]]')
+    b.exercise(
+        "05.anomalies",
+        """
+        anomalies = ...   # a list of invariant names
+        cw.check("05.anomalies", anomalies)
+        """,
+        """
+        anomalies = sorted(set(race.violations_frame()["invariant"]))
+        cw.check("05.anomalies", anomalies)
+        """,
+    )
+    b.md(
+        """
+        ## Countermeasures
 
-        Look at the order saga's writes:
+        - a **semantic lock**: a flag such as `status: pending` says the record is in the
+          middle of a saga, so others wait, abort, or treat it with care;
+        - **commutative updates**: apply increments to the current value (debit and credit in
+          any order give the same result) instead of writing a value computed earlier;
+        - **reread value**: before writing, check the data is unchanged since it was read;
+        - **version file**: record versions or operations, so a stale write is redone on the
+          current value;
+        - (also: **pessimistic view**, reordering the steps so the risky ones come last, and
+          **by value**, choosing the mechanism per request by its risk.)
+
+        The simulator implements four of them as `policy.isolation` switches:
+        """
+    )
+    b.code(
+        """
+        switches = type(race_sc.policy.isolation).model_fields
+        pd.Series({name: field.description for name, field in switches.items()})
+        """
+    )
+    b.predict(
+        "Each countermeasure alone: do the anomalies disappear? What does each cost?",
+        "All four remove the anomalies in this run. The semantic lock makes every other order "
+        "abort on the pending item, so here no order at all gets through; reread aborts on "
+        "change; commutative updates and versioning let three orders through with a correct "
+        "stock.",
+    )
+    b.exercise(
+        "05.costly_countermeasure",
+        """
+        rows = {}
+        for name in ["semantic_lock", "commutative", "reread", "version"]:
+            sc = cw.variant(race_sc, policy={"isolation": {name: True}})
+            r = ...   # simulate it (orchestration, seed 0)
+            # rows[name] = {**r.metrics["outcomes"], "violations": len(r.violations)}
+        costly = ...
+        cw.check("05.costly_countermeasure", costly)
+        """,
+        """
+        rows = {}
+        for name in ["semantic_lock", "commutative", "reread", "version"]:
+            sc = cw.variant(race_sc, policy={"isolation": {name: True}})
+            r = ss.simulate(sc, "orchestration", seed=0)
+            rows[name] = {**r.metrics["outcomes"], "violations": len(r.violations)}
+        table = pd.DataFrame(rows).T
+        print(table)
+        costly = table["completed"].idxmin()
+        cw.check("05.costly_countermeasure", costly)
+        """,
+    )
+    b.exercise(
+        "05.stock_with_commutative",
+        """
+        commutative = cw.variant(race_sc, policy={"isolation": {"commutative": True}})
+        left = ...
+        cw.check("05.stock_with_commutative", left)
+        """,
+        """
+        commutative = cw.variant(race_sc, policy={"isolation": {"commutative": True}})
+        r = ss.simulate(commutative, "orchestration", seed=0)
+        ev = r.events
+        writes = ev[ev["kind"].isin(["tx_commit", "comp_commit"])
+                    & ev["detail"].str.startswith("stock:")]
+        left = int(writes["detail"].iloc[-1].split("->")[1])
+        print(left, "items left;", r.metrics["outcomes"])
+        cw.check("05.stock_with_commutative", left)
+        """,
+    )
+    b.md(
+        """
+        Back to the order saga of the first part: look at what its steps write.
         """
     )
     b.code(
@@ -1230,8 +1406,9 @@ def nb05() -> Book:
         ## Summary
 
         Sagas overlap, and each commits its steps for all to see before it knows it will
-        succeed. The saga pattern gives up isolation; design the data (semantic locks,
-        commutative updates, rereads) so that the anomalies this allows are harmless.
+        succeed. The saga pattern gives up isolation: lost updates, dirty reads and
+        non-repeatable reads follow. Countermeasures (semantic locks, commutative updates,
+        rereads, versions) remove them, each at its own cost in aborted or delayed sagas.
         """
     )
     return b
@@ -1592,10 +1769,11 @@ def nb07() -> Book:
     b.code("[label for label, _faults in cw.survival_faults(mine)]")
     b.predict(
         "Which of these plans will your saga, with the default policy, not survive, and why?",
-        "With the default policy (compensation_retries 5, timeout 0.5 s, 3 retries): the "
-        "compensation failing 7 times exhausts the retries (inconsistent), and the pivot "
-        "delayed 3 s is given up after about 2.4 s; its late commit then stands while the "
-        "earlier steps are undone (inconsistent).",
+        "With the default policy (compensation_retries 5): a compensation failing 7 times "
+        "exhausts the retries (inconsistent: the effect stands, a human must step in). The "
+        "pivot delayed by 3 s survives: the coordinator gives up after about 2.4 s, asks the "
+        "ticket service whether it ran (`query_status`), and the barrier refuses the late "
+        "request.",
     )
     b.exercise(
         "07.survives",
@@ -1606,13 +1784,14 @@ def nb07() -> Book:
         """
         survivor = my_saga.replace(
             "policy: {timeout: 0.5, retries: 3, backoff: 2.0}",
-            "policy: {timeout: 1.0, retries: 3, backoff: 2.0, compensation_retries: 8}",
+            "policy: {timeout: 0.5, retries: 3, backoff: 2.0, compensation_retries: 8}",
         )
         cw.check("07.survives", survivor)
         """,
         note="""
         Which policy settings decide how long the coordinator keeps trying a step, and a
-        compensation? What does giving up on a pivot too early cost?
+        compensation? Then try `query_status: false` in your policy: what does giving up on
+        a pivot too early cost?
         """,
     )
     b.md(

@@ -744,6 +744,31 @@ _hashed(
 )
 
 
+_CRASH_AFTER_COMMIT = [
+    "{kind: crash, service: identity, when: after_commit, step: create_user, for: 1.0}"
+]
+
+
+@_computed(
+    "04.no_outbox",
+    "Sign-up with `policy.outbox: false`, seed 7: the identity service crashes right after "
+    "create_user commits, before its message goes out, and restarts 1 s later. What is the "
+    "outcome in each style?",
+    "a dict {style: outcome}",
+    _mapping(STYLES, _outcome),
+    lambda g, e: (
+        "One style is right. After the restart, the broker redelivers the request; what does an "
+        "idempotent consumer do with a request it has already applied, and who then publishes "
+        "create_user.succeeded?"
+        if sum(a == b for a, b in zip(g, e)) == 1
+        else "Who is waiting for the lost message in each style?"
+    ),
+)
+def _no_outbox() -> tuple:
+    sc = variant(bundled("user_registration"), policy={"outbox": False})
+    return tuple((st, simulate(sc, st, _CRASH_AFTER_COMMIT, seed=7).outcome) for st in STYLES)
+
+
 # --- 05 concurrent sagas ------------------------------------------------------------------------
 
 _CONCURRENT = {"sagas": 12, "interarrival": {"dist": "exponential", "mean": 0.03}}
@@ -814,6 +839,84 @@ def _exposed() -> frozenset[int]:
     run = _concurrent_run()
     a, b = _dirty_window(run, 4, "charge_card")
     return frozenset(e[2] for e in run.effects if e[2] != 4 and e[4] == "commit" and a < e[0] < b)
+
+
+@cache
+def _race(isolation: str = "") -> Run:
+    sc = bundled("inventory_concurrency")
+    if isolation:
+        sc = variant(sc, policy={"isolation": {isolation: True}})
+    return simulate(sc, "orchestration", seed=0)
+
+
+def _final_stock(run: Run) -> int:
+    ev = run.events
+    writes = ev[
+        ev["kind"].isin(["tx_commit", "comp_commit"]) & ev["detail"].str.startswith("stock:")
+    ]
+    return int(writes["detail"].iloc[-1].split("->")[1])
+
+
+@_computed(
+    "05.final_stock",
+    "Orders racing for stock (`inventory_concurrency`, orchestration, seed 0): what stock value "
+    "does the inventory hold at the end?",
+    "a whole number",
+    _int,
+    "Read the last write of the stock in the trace: the `tx_commit`/`comp_commit` rows whose "
+    "detail reads `stock: a -> b`. Is it what the orders that went through would leave?",
+)
+def _stock() -> int:
+    return _final_stock(_race())
+
+
+def _isolation_name(x: Any) -> str:
+    from .scenario import Isolation
+
+    return _one_of(Isolation.model_fields, "an isolation countermeasure")(x)
+
+
+@_computed(
+    "05.anomalies",
+    "In that run, which isolation anomalies does the checker report?",
+    "a list of invariant names",
+    _str_set,
+    lambda g, e: (
+        f"{len(g & e)} of yours are reported"
+        + (f"; {len(g - e)} are not" if g - e else "")
+        + ("; some are missing" if e - g else "")
+        + ". Read `run.violations_frame()`."
+    ),
+)
+def _anomalies() -> frozenset[str]:
+    iso = {"lost_update", "dirty_read", "non_repeatable_read"}
+    return frozenset(v.invariant for v in _race().violations if v.invariant in iso)
+
+
+@_computed(
+    "05.costly_countermeasure",
+    "Switch on each countermeasure of `policy.isolation` alone. All of them remove the "
+    "anomalies here; which one lets no order through at all (every saga compensated)?",
+    "a countermeasure (a key of `policy.isolation`)",
+    _isolation_name,
+    "Run the race once per countermeasure and compare `run.metrics['outcomes']`.",
+)
+def _costly() -> str:
+    from .scenario import Isolation
+
+    return next(k for k in Isolation.model_fields if _race(k).metrics["outcomes"]["completed"] == 0)
+
+
+@_computed(
+    "05.stock_with_commutative",
+    "With `policy.isolation.commutative: true`, what stock is left at the end?",
+    "a whole number",
+    _int,
+    "Increments commute: the final value is the initial stock minus the reservations that "
+    "stand. Check it against the completed orders.",
+)
+def _stock_commutative() -> int:
+    return _final_stock(_race("commutative"))
 
 
 _hashed(
