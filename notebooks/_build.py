@@ -673,7 +673,8 @@ def nb03() -> Book:
         cw.check("03.divergence_step", step)
         """,
         """
-        step = "send_welcome_email"   # from lost.sentence(): only orchestration commits it
+        print(lost.divergence)
+        step = lost.divergence.orchestration.split()[1]   # "commits send_welcome_email at ..."
         cw.check("03.divergence_step", step)
         """,
     )
@@ -804,9 +805,11 @@ def nb04() -> Book:
         """
         Networks lose, duplicate, delay and reorder messages. Senders re-send what they think is
         lost, brokers redeliver what is not acknowledged: messages arrive **at least once**. The
-        services must cope. The simulator's services have two safeguards, switched by the
-        scenario's `policy`: `idempotent` (deduplicate) and `barrier` (refuse an action after
-        its compensation). We switch them off to see why they exist, and then you write them.
+        services must cope. The simulator has a safeguard for each problem, switched by the
+        scenario's `policy`: `idempotent` (deduplicate), `barrier` (refuse an action after its
+        compensation), `query_status` (ask before giving up on a step) and `outbox` (commit a
+        message with the state change it announces). We switch them off to see why they
+        exist, and then you write the first two yourself.
         """,
     )
     b.code(
@@ -1474,8 +1477,9 @@ def nb06() -> Book:
         """,
         """
         bad = matrix[matrix["outcome"] == "inconsistent"]
-        print(bad.groupby("fault_type")["style"].unique())
-        kind = "compensation_fails_always"
+        per_type = bad.groupby("fault_type")["style"].nunique()
+        print(per_type)
+        kind = per_type.idxmax()   # inconsistent in both styles
         cw.check("06.unsurvivable", kind)
         """,
     )
@@ -1754,9 +1758,10 @@ def nb07() -> Book:
     )
     b.md(
         """
-        Two kinds of red are expected whatever you do: a compensation that fails forever
-        (nothing can undo that step: a human must), and, in choreography, a lost publish (no
-        outbox: see notebook 04). The rest is up to your design.
+        Two kinds of cell are expected whatever you do: a compensation that fails forever
+        leaves the saga inconsistent (nothing can undo that step: a human must), and in
+        choreography a lost result event (`drop_reply`) stalls the saga: it never reached the
+        broker and nobody is waiting for it (notebook 03). The rest is up to your design.
 
         ## Make it survive
 
