@@ -1,28 +1,920 @@
-"""saga-sim's Streamlit app (a minimal first page; the full app arrives with its own issue)."""
+"""saga-sim's Streamlit app: one saga, orchestrated and choreographed, side by side, under the
+same injected failures.
+
+The page is built by functions (``main`` calls them in order) so tests can drive it with
+``streamlit.testing.v1.AppTest``. It uses only saga_sim's public API and ``saga_sim.viz``; every
+simulation goes through ``simulate_pair``, cached by its hashable inputs (the scenario's YAML
+text, the faults as YAML text, the seed and the saga count). The whole configuration lives in
+the URL query string, so a link reproduces a run.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import streamlit as st
+import yaml
 
 import saga_sim as ss
+from saga_sim import viz
 
 ROOT = Path(__file__).resolve().parent
+SCENARIO_DIR = ROOT / "scenarios"
+MAX_SAGAS = 2000
+DEFAULT_SCENARIO = "user_registration"
+CUSTOM = "custom"
+BADGE = {"completed": "green", "compensated": "orange", "inconsistent": "red", "stalled": "gray"}
+ICON = {
+    "completed": ":material/check_circle:",
+    "compensated": ":material/undo:",
+    "inconsistent": ":material/warning:",
+    "stalled": ":material/pause_circle:",
+}
+PRESET_ICON = {
+    "happy": ":material/check:",
+    "late_step_fails": ":material/cancel:",
+    "first_step_fails": ":material/block:",
+    "service_down": ":material/power_off:",
+    "reply_lost": ":material/mail_off:",
+    "compensation_fails": ":material/sync_problem:",
+    "partition": ":material/lan:",
+    "duplicate": ":material/content_copy:",
+    "coordinator_crash": ":material/dangerous:",
+}
+VIEWS = (
+    "Timeline",
+    "State graphs",
+    "Compensation",
+    "Comparison",
+    "Time scrubber",
+    "Invariants",
+    "Experiments",
+    "Share & export",
+)
+KNOBS = ("latency_ms", "loss", "duplicate", "timeout", "retries")
+
+
+def bundled_names() -> tuple[str, ...]:
+    """The bundled scenarios' names (file stems), the running example first."""
+    names = sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+    if DEFAULT_SCENARIO in names:
+        names.remove(DEFAULT_SCENARIO)
+        names.insert(0, DEFAULT_SCENARIO)
+    return tuple(names)
+
+
+# --------------------------------------------------------------------------------------------
+# Cached library calls (keyed on hashable inputs only)
+
+
+@st.cache_data(show_spinner=False)
+def bundled_yaml(name: str) -> str:
+    """A bundled scenario's YAML text."""
+    return (SCENARIO_DIR / f"{name}.yaml").read_text(encoding="utf-8")
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def parsed(yaml_text: str) -> ss.Scenario:
+    """A validated scenario (frozen, so one shared object per text is safe)."""
+    return ss.parse_scenario(yaml_text, source="scenario")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def effective_yaml(base_yaml: str, knobs: tuple) -> str:
+    """The YAML text of the scenario with the knobs applied: the simulation's cache key."""
+    sc = parsed(base_yaml)
+    cfg = ss.RunConfig(**dict(zip(KNOBS, knobs)))
+    eff = ss.apply_knobs(sc, cfg)
+    return base_yaml if eff is sc else eff.to_yaml()
+
+
+@st.cache_data(show_spinner="Simulating both styles…", max_entries=24)
+def simulate_pair(yaml_text: str, faults: tuple[str, ...], seed: int, sagas: int | None) -> dict:
+    """Run both styles (``ss.compare``) and keep only plain frames and values."""
+    sc = parsed(yaml_text)
+    cmp = ss.compare(sc, faults=list(faults), seed=seed, sagas=sagas)
+    div = cmp.divergence
+    return {
+        "events": {s: r.events for s, r in cmp.runs.items()},
+        "sagas": {s: r.sagas for s, r in cmp.runs.items()},
+        "metrics": {s: r.metrics for s, r in cmp.runs.items()},
+        "violations": {s: r.violations_frame() for s, r in cmp.runs.items()},
+        "notes": {s: list(r.notes) for s, r in cmp.runs.items()},
+        "table": cmp.metrics,
+        "sentence": cmp.sentence(),
+        "divergence": None if div is None else (div.time, div.saga),
+        "n_sagas": cmp.orchestration.n_sagas,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# State: the configuration lives in st.session_state (widgets) and in the URL
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every view needs: the configuration, the scenario and the simulated result."""
+
+    cfg: ss.RunConfig
+    scenario: ss.Scenario
+    yaml_text: str
+    result: dict
+    saga: int
+
+    @property
+    def step_kinds(self) -> dict[str, str]:
+        return {s.name: s.kind for s in self.scenario.steps}
+
+    def lanes(self, style: str) -> list[str]:
+        """Every lane of a style's timeline, even a service that got no message."""
+        hub = "coordinator" if style == "orchestration" else "broker"
+        return ["client", hub, *self.scenario.services]
+
+
+def scenario_defaults(sc: ss.Scenario) -> dict[str, Any]:
+    """The knob values a scenario itself sets."""
+    return {
+        "latency_ms": round(sc.network.latency.mean_value * 1000, 3),
+        "loss": float(sc.network.loss),
+        "duplicate": float(sc.network.duplicate),
+        "timeout": float(sc.policy.timeout),
+        "retries": int(sc.policy.retries),
+    }
+
+
+def base_yaml() -> str:
+    """The YAML text of the scenario chosen in the sidebar (before knobs)."""
+    choice = st.session_state.get("scenario_choice", DEFAULT_SCENARIO)
+    if choice == CUSTOM and st.session_state.get("custom_yaml"):
+        return st.session_state["custom_yaml"]
+    if choice not in bundled_names():
+        choice = DEFAULT_SCENARIO
+    return bundled_yaml(choice)
+
+
+def reset_knobs() -> None:
+    """Set the knob widgets to the chosen scenario's own values."""
+    try:
+        sc = parsed(base_yaml())
+    except ss.ScenarioError:
+        return
+    for k, v in scenario_defaults(sc).items():
+        st.session_state[k] = v
+    st.session_state["yaml_edit"] = base_yaml()
+
+
+def problem_lines(err: ss.ScenarioError) -> list[str]:
+    return [str(p) for p in err.problems]
+
+
+def prune_faults(sc: ss.Scenario) -> None:
+    """Drop active faults that do not fit the scenario (say which)."""
+    kept, dropped = [], []
+    for text in st.session_state.get("faults", []):
+        try:
+            ss.parse_faults([text], sc)
+            kept.append(text)
+        except ss.ScenarioError:
+            dropped.append(text)
+    st.session_state["faults"] = kept
+    if dropped:
+        st.session_state["notices"] = [
+            f"Removed {len(dropped)} fault(s) that do not fit this scenario: " + "; ".join(dropped)
+        ]
+
+
+def init_state() -> None:
+    """First run of a session: read the link (query string), else the defaults."""
+    if st.session_state.get("_ready"):
+        return
+    st.session_state["_ready"] = True
+    st.session_state.setdefault("faults", [])
+    names = bundled_names()
+    params = {k: st.query_params.get_all(k) for k in st.query_params}
+    cfg = ss.RunConfig()
+    problems: list[str] = []
+    if params:
+        try:
+            cfg = ss.decode_config(params, names)
+        except ss.ScenarioError as err:
+            problems += problem_lines(err)
+    if cfg.scenario_yaml is not None:
+        try:
+            parsed(cfg.scenario_yaml)
+            st.session_state["custom_yaml"] = cfg.scenario_yaml
+            st.session_state["scenario_choice"] = CUSTOM
+        except ss.ScenarioError as err:
+            problems += problem_lines(err)
+            st.session_state["scenario_choice"] = DEFAULT_SCENARIO
+    else:
+        st.session_state["scenario_choice"] = cfg.scenario if cfg.scenario in names else names[0]
+    sc = parsed(base_yaml())
+    try:
+        faults = ss.parse_faults(list(cfg.faults), sc, source="fault")
+        st.session_state["faults"] = [ss.fault_text(f) for f in faults]
+    except ss.ScenarioError as err:
+        problems += problem_lines(err)
+    defaults = scenario_defaults(sc)
+    for k in KNOBS:
+        v = getattr(cfg, k)
+        st.session_state[k] = defaults[k] if v is None else v
+    st.session_state["seed"] = cfg.seed
+    sagas = cfg.sagas if cfg.sagas is not None else sc.workload.sagas
+    if sagas > MAX_SAGAS:
+        st.session_state["notices"] = [
+            f"The link asks for {sagas:,} sagas; the app runs at most {MAX_SAGAS:,} "
+            "(use the library or the CLI for more)."
+        ]
+        sagas = MAX_SAGAS
+    st.session_state["sagas"] = int(sagas)
+    st.session_state["saga"] = int(min(cfg.saga, sagas))
+    st.session_state["yaml_edit"] = base_yaml()
+    if problems:
+        st.session_state["link_problems"] = problems
+
+
+def current_config(sc: ss.Scenario) -> ss.RunConfig:
+    """The configuration the widgets describe (knobs equal to the scenario's are left out)."""
+    defaults = scenario_defaults(sc)
+    knobs = {}
+    for k in KNOBS:
+        v = st.session_state.get(k, defaults[k])
+        knobs[k] = None if v == defaults[k] else v
+    choice = st.session_state.get("scenario_choice", DEFAULT_SCENARIO)
+    custom = choice == CUSTOM
+    sagas = int(st.session_state.get("sagas", sc.workload.sagas))
+    return ss.RunConfig(
+        scenario=CUSTOM if custom else choice,
+        scenario_yaml=st.session_state.get("custom_yaml") if custom else None,
+        faults=tuple(st.session_state.get("faults", [])),
+        seed=int(st.session_state.get("seed", 7)),
+        sagas=None if sagas == sc.workload.sagas else sagas,
+        saga=int(st.session_state.get("saga", 1)),
+        **knobs,
+    )
+
+
+def sync_url(cfg: ss.RunConfig) -> None:
+    """Write the configuration into the query string (only when it changed)."""
+    want = ss.encode_config(cfg)
+    have = {k: st.query_params.get_all(k) for k in st.query_params}
+    norm = {k: v if isinstance(v, list) else [v] for k, v in want.items()}
+    if norm != have:
+        st.query_params.from_dict(want)
+
+
+# --------------------------------------------------------------------------------------------
+# Callbacks
+
+
+def load_custom(text: str, source: str) -> None:
+    """Validate a scenario text; on success make it the current scenario, else keep the last
+    valid one and list every problem."""
+    try:
+        sc = parsed(text)
+    except ss.ScenarioError as err:
+        st.session_state["upload_problems"] = (source, problem_lines(err))
+        return
+    st.session_state.pop("upload_problems", None)
+    st.session_state["custom_yaml"] = text
+    st.session_state["scenario_choice"] = CUSTOM
+    for k, v in scenario_defaults(sc).items():
+        st.session_state[k] = v
+    st.session_state["sagas"] = min(sc.workload.sagas, MAX_SAGAS)
+    st.session_state["saga"] = 1
+    st.session_state["yaml_edit"] = text
+    prune_faults(sc)
+
+
+def on_upload() -> None:
+    f = st.session_state.get("upload")
+    if f is None:
+        return
+    data = f.getvalue()
+    if len(data) > 1024 * 1024:
+        st.session_state["upload_problems"] = (
+            f.name,
+            [f"{f.name}: the file is {len(data):,} bytes; scenario files are limited to 1 MiB"],
+        )
+        return
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        st.session_state["upload_problems"] = (f.name, [f"{f.name}: the file is not UTF-8 text"])
+        return
+    load_custom(text, f.name)
+
+
+def on_apply_yaml() -> None:
+    load_custom(st.session_state.get("yaml_edit", ""), "the edited YAML")
+
+
+def on_scenario_change() -> None:
+    st.session_state.pop("upload_problems", None)
+    reset_knobs()
+    sc = parsed(base_yaml())
+    st.session_state["sagas"] = min(sc.workload.sagas, MAX_SAGAS)
+    st.session_state["saga"] = 1
+    prune_faults(sc)
+
+
+def apply_preset(faults: tuple[str, ...]) -> None:
+    sc = parsed(base_yaml())
+    st.session_state["faults"] = [ss.fault_text(f) for f in ss.parse_faults(list(faults), sc)]
+
+
+def remove_fault(i: int) -> None:
+    faults = list(st.session_state.get("faults", []))
+    if 0 <= i < len(faults):
+        faults.pop(i)
+    st.session_state["faults"] = faults
+
+
+def clear_faults() -> None:
+    st.session_state["faults"] = []
+
+
+def add_fault(data: dict) -> None:
+    sc = parsed(base_yaml())
+    try:
+        (f,) = ss.parse_faults([data], sc, source="new fault")
+    except ss.ScenarioError as err:
+        st.session_state["builder_problems"] = problem_lines(err)
+        return
+    st.session_state.pop("builder_problems", None)
+    st.session_state["faults"] = [*st.session_state.get("faults", []), ss.fault_text(f)]
+
+
+# --------------------------------------------------------------------------------------------
+# Sidebar
+
+
+def sidebar_scenario() -> None:
+    names = bundled_names()
+    options = list(names) + ([CUSTOM] if st.session_state.get("custom_yaml") else [])
+
+    def label(name: str) -> str:
+        if name == CUSTOM:
+            try:
+                return f"{parsed(st.session_state['custom_yaml']).title or 'custom'} (yours)"
+            except ss.ScenarioError:
+                return "custom"
+        return parsed(bundled_yaml(name)).title or name
+
+    st.sidebar.selectbox(
+        "Scenario",
+        options,
+        key="scenario_choice",
+        format_func=label,
+        on_change=on_scenario_change,
+    )
+    st.sidebar.file_uploader(
+        "…or upload a scenario (YAML)",
+        type=["yaml", "yml"],
+        key="upload",
+        on_change=on_upload,
+        help="Every problem is listed with its field path; the last valid scenario stays loaded.",
+    )
+    with st.sidebar.expander("Edit the scenario YAML"):
+        st.text_area("Scenario YAML", key="yaml_edit", height=300, label_visibility="collapsed")
+        st.button("Apply YAML", key="apply_yaml", on_click=on_apply_yaml)
+
+
+def sidebar_run(sc: ss.Scenario) -> None:
+    st.sidebar.subheader("Run")
+    c1, c2 = st.sidebar.columns(2)
+    c1.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="seed")
+    c2.number_input(
+        "Sagas",
+        min_value=1,
+        max_value=MAX_SAGAS,
+        step=1,
+        key="sagas",
+        help=f"The app runs at most {MAX_SAGAS:,} sagas; the library and CLI have no such cap.",
+    )
+    st.sidebar.caption(
+        f"At most {MAX_SAGAS:,} sagas here (the library and the CLI take more). "
+        f"The scenario's workload: {sc.workload.sagas}."
+    )
+    with st.sidebar.expander("Network and policy"):
+        st.number_input(
+            "Mean network latency (ms)", min_value=0.0, max_value=10_000.0, key="latency_ms"
+        )
+        st.slider("Message loss probability", 0.0, 0.5, key="loss", step=0.01)
+        st.slider("Duplication probability", 0.0, 0.5, key="duplicate", step=0.01)
+        st.number_input("Reply timeout (s)", min_value=0.001, max_value=600.0, key="timeout")
+        st.number_input("Retries after a timeout", min_value=0, max_value=100, key="retries")
+
+
+def sidebar_faults(sc: ss.Scenario) -> None:
+    st.sidebar.subheader("Failures")
+    st.sidebar.caption("One click replaces the active faults with a preset:")
+    for p in ss.presets(sc):
+        st.sidebar.button(
+            p.label,
+            key=f"preset_{p.key}",
+            help=p.lesson,
+            icon=PRESET_ICON.get(p.key),
+            on_click=apply_preset,
+            args=(p.faults,),
+            width="stretch",
+        )
+    faults = st.session_state.get("faults", [])
+    st.sidebar.markdown(f"**Active faults ({len(faults)})**")
+    if not faults:
+        st.sidebar.caption("None: the happy path.")
+    for i, text in enumerate(faults):
+        try:
+            (f,) = ss.parse_faults([text], sc)
+            desc = ss.describe_fault(f)
+        except ss.ScenarioError:
+            desc = text
+        c1, c2 = st.sidebar.columns([5, 1], vertical_alignment="center")
+        c1.markdown(f"`{desc}`", help=text)
+        c2.button(
+            "",
+            icon=":material/close:",
+            key=f"remove_{i}_{text}",
+            on_click=remove_fault,
+            args=(i,),
+            help="remove this fault",
+        )
+    if faults:
+        st.sidebar.button("Clear all faults", key="clear_faults", on_click=clear_faults)
+    fault_builder(sc)
+
+
+def fault_builder(sc: ss.Scenario) -> None:
+    steps = [s.name for s in sc.steps]
+    undoable = [s.name for s in sc.steps if s.undoable]
+    services = list(sc.services)
+    nodes = [*services, "coordinator", "broker", "client"]
+    with st.sidebar.expander("Add a fault"):
+        kind = st.selectbox("Kind", ss.FAULT_KINDS, key="fb_kind")
+        data: dict[str, Any] = {"kind": kind}
+        if kind == "fail_step":
+            data["step"] = st.selectbox("Step", steps, key="fb_step")
+            data["attempt"] = st.number_input("On attempt", 1, 1000, 1, key="fb_attempt")
+        elif kind == "fail_compensation":
+            if not undoable:
+                st.caption("No step of this scenario has a compensation.")
+                return
+            data["step"] = st.selectbox("Step (its compensation fails)", undoable, key="fb_cstep")
+            forever = st.checkbox("Fails forever", value=True, key="fb_forever")
+            if not forever:
+                data["times"] = st.number_input("Fails this many times", 1, 1000, 2, key="fb_times")
+        elif kind in ("crash", "crash_coordinator", "partition"):
+            if kind == "crash":
+                data["service"] = st.selectbox("Service", services, key="fb_service")
+            if kind == "partition":
+                a = st.selectbox("Between", nodes, key="fb_a")
+                b = st.selectbox("and", ["*", *nodes], key="fb_b", help="* = every other node")
+                data["between"] = [a, b]
+            data["at"] = st.number_input("From (s)", 0.0, 1e6, 0.01, step=0.01, key="fb_at")
+            data["for"] = st.number_input("For (s)", 0.001, 1e6, 1.0, step=0.1, key="fb_for")
+        else:
+            data["step"] = st.selectbox("Step", steps, key="fb_mstep")
+            data["leg"] = st.selectbox("Which message", ["request", "reply", "any"], key="fb_leg")
+            if data["step"] in undoable and st.checkbox(
+                "the compensation's message", value=False, key="fb_comp"
+            ):
+                data["compensation"] = True
+            if kind == "delay":
+                data["extra"] = st.number_input(
+                    "Extra delay (s)", 0.001, 1e6, 0.5, step=0.1, key="fb_extra"
+                )
+            else:
+                data["count"] = st.number_input("How many", 1, 1_000_000, 1, key="fb_count")
+        if st.checkbox("Only one saga", value=False, key="fb_one") and kind not in (
+            "crash",
+            "crash_coordinator",
+            "partition",
+        ):
+            data["saga"] = st.number_input("Saga", 1, MAX_SAGAS, 1, key="fb_saga")
+        st.button("Add fault", key="fb_add", on_click=add_fault, args=(data,), type="primary")
+        for line in st.session_state.get("builder_problems", []):
+            st.error(line)
+
+
+# --------------------------------------------------------------------------------------------
+# Main area
+
+
+def intro() -> None:
+    st.title("saga-sim · orchestration vs choreography")
+    st.markdown(
+        "A **saga** runs a business transaction across services as a sequence of local "
+        "transactions; when a step fails for good, the steps already done are undone by "
+        "*compensations*. Here the same saga runs **orchestrated** (a coordinator drives it) and "
+        "**choreographed** (services react to each other's events), under the same failures: "
+        "try a preset in the sidebar — *email step fails*, then *reply lost* — and watch the "
+        "two styles part ways."
+    )
+
+
+def show_problems() -> None:
+    for line in st.session_state.pop("notices", []):
+        st.warning(line)
+    link = st.session_state.get("link_problems")
+    if link:
+        st.error(
+            "The link could not be used as it is; these parts were ignored:\n\n"
+            + "\n".join(f"- {p}" for p in link)
+        )
+        if st.button("Dismiss", key="dismiss_link"):
+            st.session_state.pop("link_problems", None)
+            st.rerun()
+    up = st.session_state.get("upload_problems")
+    if up:
+        source, lines = up
+        st.error(
+            f"**{source}** is not a valid scenario; the last valid scenario stays loaded. "
+            f"{len(lines)} problem(s):\n\n" + "\n".join(f"- `{p}`" for p in lines)
+        )
+
+
+def _fmt_ms(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return f"{x * 1000:.1f} ms" if x < 1 else f"{x:.3f} s"
+
+
+def summary(ctx: Context) -> None:
+    res = ctx.result
+    n = res["n_sagas"]
+    cols = st.columns(2, gap="large")
+    for col, style in zip(cols, ss.STYLES):
+        m = res["metrics"][style]
+        with col, st.container(border=True):
+            st.subheader(style)
+            counts = {o: c for o, c in m["outcomes"].items() if c}
+            badges = st.container(horizontal=True)
+            with badges:
+                for o, c in counts.items():
+                    label = o if n == 1 else f"{o}: {c:,}"
+                    st.badge(label, icon=ICON[o], color=BADGE[o])
+                if m["violations"]:
+                    st.badge(
+                        f"{m['violations']} invariant violation(s)",
+                        icon=":material/gpp_bad:",
+                        color="red",
+                    )
+            c1, c2, c3 = st.columns(3)
+            lat = m["latency_mean"] if n > 1 else m["latency_p50"]
+            c1.metric("latency" + (" (mean)" if n > 1 else ""), _fmt_ms(lat))
+            c2.metric("messages", f"{m['messages']:,}")
+            c3.metric("compensations", f"{m['compensations']:,}")
+            for note in res["notes"][style]:
+                st.caption(f"Note: {note}")
+    st.info(
+        res["sentence"],
+        icon=":material/call_split:" if res["divergence"] else ":material/drag_handle:",
+    )
+
+
+def saga_picker(ctx: Context, key: str) -> int:
+    """A saga chooser for runs with several sagas, with shortcuts to interesting ones."""
+    n = ctx.result["n_sagas"]
+    if n == 1:
+        return 1
+    interesting = []
+    for style in ss.STYLES:
+        s = ctx.result["sagas"][style]
+        for o in ("inconsistent", "stalled", "compensated"):
+            hit = s.loc[s["outcome"].astype(str) == o, "saga"]
+            if len(hit):
+                interesting.append(f"saga {int(hit.iloc[0])}: first {o} ({style})")
+    c1, c2 = st.columns([1, 3])
+    c1.number_input(f"Saga to show (1–{n:,})", 1, n, key="saga")
+    if interesting:
+        c2.caption("Worth a look: " + " · ".join(interesting))
+    st.caption(f"The timelines show one saga of {n:,}; the other views count all of them.")
+    return int(st.session_state["saga"])
+
+
+def timeline_view(ctx: Context) -> None:
+    saga = saga_picker(ctx, "saga")
+    cols = st.columns(2)
+    for col, style in zip(cols, ss.STYLES):
+        ev = ctx.result["events"][style]
+        with col:
+            fig = viz.timeline(
+                ev,
+                saga=saga,
+                title=f"{style} · saga {saga}",
+                step_kinds=ctx.step_kinds,
+                lanes_order=ctx.lanes(style),
+            )
+            st.plotly_chart(fig, key=f"timeline_{style}", config={"displaylogo": False})
+    st.caption(
+        "Time runs down. Arrows go from send to delivery; ✕ marks a lost message; shaded boxes "
+        "are crash (red) and partition (violet) windows; ● a local commit, ◆ a compensation, "
+        "★ the pivot. Hover anything for details; drag to zoom, double-click to reset."
+    )
+
+
+def graphs_view(ctx: Context) -> None:
+    st.markdown("**Orchestration: the coordinator's state machine**")
+    fig = viz.state_machine(
+        ss.orchestration_states(ctx.scenario), ctx.result["events"]["orchestration"]
+    )
+    st.plotly_chart(fig, key="state_machine", config={"displaylogo": False})
+    st.markdown("**Choreography: who reacts to which event**")
+    fig = viz.event_flow(ss.choreography_flow(ctx.scenario), ctx.result["events"]["choreography"])
+    st.plotly_chart(fig, key="event_flow", config={"displaylogo": False})
+    st.caption(
+        "Coloured edges were taken (×n: how many times, over every saga); grey dotted ones "
+        "were not. Blue: forward path; red: failure; orange: compensation."
+    )
+
+
+def compensation_view(ctx: Context) -> None:
+    n = ctx.result["n_sagas"]
+    every = False
+    if n > 1:
+        every = st.toggle("All sagas (not just the chosen one)", key="comp_all")
+    saga = None if every else int(st.session_state.get("saga", 1))
+    for style in ss.STYLES:
+        ev = ctx.result["events"][style]
+        st.markdown(f"#### {style}")
+        fig = viz.compensation_gantt(ev, saga=saga)
+        st.plotly_chart(fig, key=f"gantt_{style}", config={"displaylogo": False})
+        table = viz.compensation_table(ev, saga=saga)
+        if table.empty:
+            st.caption("Nothing was compensated.")
+        else:
+            st.dataframe(
+                table.drop(columns=["seq"]),
+                key=f"comp_table_{style}",
+                hide_index=True,
+                column_config={
+                    "time": st.column_config.NumberColumn("time (s)", format="%.4f"),
+                    "trigger_time": st.column_config.NumberColumn("trigger at (s)", format="%.4f"),
+                },
+            )
+
+
+def metrics_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The metrics table for people: counts as integers, latencies in milliseconds."""
+    out = {}
+    for metric, row in table.iterrows():
+        if str(metric).startswith("latency_"):
+            name = f"latency {str(metric)[8:]} (ms)"
+            out[name] = [f"{v * 1000:.1f}" if v == v else "—" for v in row]
+        elif metric == "messages_per_saga":
+            out["messages per saga"] = [f"{v:.2f}" for v in row]
+        else:
+            out[str(metric)] = [f"{int(v):,}" for v in row]
+    return pd.DataFrame(out, index=table.columns).T
+
+
+def comparison_view(ctx: Context) -> None:
+    res = ctx.result
+    st.info(res["sentence"])
+    c1, c2 = st.columns([1, 2])
+    c1.dataframe(metrics_display(res["table"]), key="metrics_table")
+    with c2:
+        st.plotly_chart(
+            viz.comparison_chart(res["table"]),
+            key="comparison_chart",
+            config={"displaylogo": False},
+        )
+    if res["n_sagas"] > 1:
+        sagas = pd.concat(list(res["sagas"].values()), ignore_index=True)
+        st.plotly_chart(
+            viz.latency_chart(sagas, title="End-to-end latency per saga"),
+            key="latency_chart",
+            config={"displaylogo": False},
+        )
+
+
+@st.fragment
+def scrubber_view(ctx: Context) -> None:
+    """A slider over simulated time: a cursor on both timelines and the stores at that instant.
+    A fragment: moving the slider reruns only this view."""
+    saga = int(st.session_state.get("saga", 1))
+    frames = {s: ctx.result["events"][s] for s in ss.STYLES}
+    times = pd.concat([f.loc[f["saga"] == saga, "time"] for f in frames.values()])
+    lo, hi = (float(times.min()), float(times.max())) if len(times) else (0.0, 1.0)
+    hi = max(hi, lo + 1e-3)
+    key = f"scrub_{saga}_{lo:.6f}_{hi:.6f}"
+    t = st.slider(
+        f"Simulated time (saga {saga})",
+        min_value=lo,
+        max_value=hi,
+        value=lo + (hi - lo) / 2,
+        step=(hi - lo) / 400,
+        format="%.4f s",
+        key=key,
+    )
+    cols = st.columns(2)
+    for col, (style, ev) in zip(cols, frames.items()):
+        with col:
+            fig = viz.timeline(
+                ev,
+                saga=saga,
+                cursor=t,
+                title=style,
+                step_kinds=ctx.step_kinds,
+                height=520,
+                lanes_order=ctx.lanes(style),
+            )
+            st.plotly_chart(fig, key=f"scrub_timeline_{style}", config={"displaylogo": False})
+            st.markdown(f"**Local records at {t:.4f} s**")
+            store = viz.store_at(ev, t, saga=saga)
+            if store.empty:
+                st.caption("No service holds a record of this saga yet (or any more).")
+            else:
+                st.dataframe(
+                    store[["service", "step", "record", "since"]],
+                    key=f"store_{style}",
+                    hide_index=True,
+                )
+
+
+def invariants_view(ctx: Context) -> None:
+    with st.expander("The invariants checked on every run"):
+        for name, text in ss.INVARIANTS.items():
+            st.markdown(f"- **{name}**: {text}")
+    cols = st.columns(2)
+    for col, style in zip(cols, ss.STYLES):
+        with col:
+            st.markdown(f"#### {style}")
+            v = ctx.result["violations"][style]
+            if v.empty:
+                st.success("Every invariant holds.")
+                continue
+            st.error(f"{len(v)} violation(s)")
+            ev = ctx.result["events"][style]
+            for i, row in enumerate(v.itertuples(index=False)):
+                with st.container(border=True):
+                    st.markdown(f"**{row.invariant}** · saga {row.saga} · step `{row.step}`")
+                    st.markdown(row.message)
+                    st.caption(row.explanation)
+                    rows = [r for r in row.rows if r in ev.index]
+                    if rows:
+                        st.dataframe(
+                            ev.loc[
+                                rows,
+                                ["time", "kind", "source", "target", "step", "message", "detail"],
+                            ],
+                            key=f"viol_{style}_{i}",
+                        )
+
+
+def experiments_view(ctx: Context) -> None:
+    """Placeholder: the fault matrix, Monte Carlo and sweeps arrive with their library part."""
+    st.info(
+        "Experiments arrive with the fault matrix: every fault against both styles, Monte Carlo "
+        "runs over seeds, and parameter sweeps. Until then, try the presets and the fault "
+        "builder in the sidebar."
+    )
+
+
+def _scenario_with_faults(ctx: Context) -> str:
+    data = yaml.safe_load(ctx.yaml_text)
+    data["faults"] = list(data.get("faults") or []) + [yaml.safe_load(t) for t in ctx.cfg.faults]
+    head = f"# saga-sim: seed {ctx.cfg.seed}, {ctx.result['n_sagas']} saga(s)\n"
+    return head + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+def share_view(ctx: Context) -> None:
+    qs = ss.config_to_query_string(ctx.cfg)
+    st.markdown(
+        "**Share this run.** The address bar already holds it: copy the link, and whoever "
+        "opens it gets the same scenario, faults, seed and knobs — the same trace, to the row."
+    )
+    st.code("?" + qs, language=None, wrap_lines=True)
+    res = ctx.result
+    saga = ctx.saga
+    name = ctx.scenario.name
+    c = st.columns(3)
+    events = pd.concat(list(res["events"].values()))
+    c[0].download_button(
+        "Events CSV",
+        lambda: events.to_csv().encode(),
+        f"{name}-events.csv",
+        "text/csv",
+        key="dl_events",
+    )
+    sagas = pd.concat(list(res["sagas"].values()), ignore_index=True)
+    c[1].download_button(
+        "Sagas CSV",
+        lambda: sagas.to_csv(index=False).encode(),
+        f"{name}-sagas.csv",
+        "text/csv",
+        key="dl_sagas",
+    )
+    c[2].download_button(
+        "Scenario + faults YAML",
+        lambda: _scenario_with_faults(ctx).encode(),
+        f"{name}.yaml",
+        "application/yaml",
+        key="dl_yaml",
+    )
+    c = st.columns(3)
+    for i, style in enumerate(ss.STYLES):
+        ev = res["events"][style]
+        c[i].download_button(
+            f"Mermaid ({style}, saga {saga})",
+            lambda ev=ev, style=style: viz.to_mermaid(
+                ev, saga=saga, title=f"{name} {style}"
+            ).encode(),
+            f"{name}-{style}-saga{saga}.mmd",
+            "text/plain",
+            key=f"dl_mermaid_{style}",
+        )
+    figures = {
+        "orchestration timeline": lambda: viz.timeline(
+            res["events"]["orchestration"],
+            saga=saga,
+            title="orchestration",
+            lanes_order=ctx.lanes("orchestration"),
+            step_kinds=ctx.step_kinds,
+        ),
+        "choreography timeline": lambda: viz.timeline(
+            res["events"]["choreography"],
+            saga=saga,
+            title="choreography",
+            lanes_order=ctx.lanes("choreography"),
+            step_kinds=ctx.step_kinds,
+        ),
+        "state machine": lambda: viz.state_machine(
+            ss.orchestration_states(ctx.scenario),
+            res["events"]["orchestration"],
+            title="state machine",
+        ),
+        "event flow": lambda: viz.event_flow(
+            ss.choreography_flow(ctx.scenario), res["events"]["choreography"], title="event flow"
+        ),
+        "comparison": lambda: viz.comparison_chart(res["table"], title="comparison"),
+    }
+    pick = c[2].selectbox("Figure as standalone HTML", list(figures), key="dl_fig_pick")
+    c[2].download_button(
+        f"Download {pick} (HTML)",
+        lambda: viz.to_html(figures[pick]()).encode(),
+        f"{name}-{pick.replace(' ', '-')}.html",
+        "text/html",
+        key="dl_fig",
+    )
+    with st.expander("Mermaid text (orchestration)"):
+        st.code(viz.to_mermaid(res["events"]["orchestration"], saga=saga), language=None)
+
+
+VIEW_FUNCS = {
+    "Timeline": timeline_view,
+    "State graphs": graphs_view,
+    "Compensation": compensation_view,
+    "Comparison": comparison_view,
+    "Time scrubber": scrubber_view,
+    "Invariants": invariants_view,
+    "Experiments": experiments_view,
+    "Share & export": share_view,
+}
+
+
+def views(ctx: Context) -> None:
+    tabs = st.tabs(list(VIEW_FUNCS), key="view", on_change="rerun")
+    for tab, func in zip(tabs, VIEW_FUNCS.values()):
+        if tab.open is False:
+            continue
+        with tab:
+            func(ctx)
 
 
 def main() -> None:
-    st.set_page_config(page_title="saga-sim", layout="wide")
-    st.title("saga-sim: orchestration vs choreography")
-    sc = ss.load_scenario(ROOT / "scenarios" / "user_registration.yaml")
-    cmp = ss.compare(sc, seed=0)
-    cols = st.columns(2)
-    for col, (style, run) in zip(cols, cmp.runs.items()):
-        with col:
-            st.subheader(style)
-            st.metric("outcome", run.outcome)
-            st.dataframe(run.events, key=f"events-{style}")
-    st.write(cmp.sentence())
+    st.set_page_config(page_title="saga-sim", page_icon="🔁", layout="wide")
+    init_state()
+    sidebar_scenario()
+    try:
+        sc0 = parsed(base_yaml())
+    except ss.ScenarioError as err:  # the custom text went bad: fall back to the default
+        st.session_state["scenario_choice"] = DEFAULT_SCENARIO
+        st.session_state["upload_problems"] = ("scenario", problem_lines(err))
+        sc0 = parsed(base_yaml())
+    sidebar_run(sc0)
+    sidebar_faults(sc0)
+    intro()
+    show_problems()
+    cfg = current_config(sc0)
+    try:
+        text = effective_yaml(base_yaml(), cfg.knobs())
+        sc = parsed(text)
+        result = simulate_pair(text, cfg.faults, cfg.seed, int(st.session_state["sagas"]))
+    except ss.ScenarioError as err:
+        st.error("This configuration cannot run:\n\n" + "\n".join(f"- `{p}`" for p in err.problems))
+        return
+    saga = max(1, min(int(st.session_state.get("saga", 1)), result["n_sagas"]))
+    st.session_state["saga"] = saga
+    cfg = cfg.with_(saga=saga)
+    ctx = Context(cfg=cfg, scenario=sc, yaml_text=text, result=result, saga=saga)
+    summary(ctx)
+    views(ctx)
+    sync_url(cfg)
 
 
 main()

@@ -24,6 +24,8 @@ from .experiments import (
     sweep,
 )
 from .faults import FAULT_KINDS, describe_fault
+from .presets import Preset, presets
+from .replay import store_at
 from .run import Comparison, Divergence, Run, compare, simulate
 from .scenario import (
     Problem,
@@ -32,6 +34,15 @@ from .scenario import (
     load_scenario,
     parse_faults,
     parse_scenario,
+)
+from .share import (
+    RunConfig,
+    apply_knobs,
+    config_from_query_string,
+    config_to_query_string,
+    decode_config,
+    encode_config,
+    fault_text,
 )
 from .styles import STYLES, choreography_flow, orchestration_states
 from .trace import EVENT_COLUMNS, EVENT_KINDS
@@ -49,27 +60,37 @@ __all__ = [
     "Divergence",
     "MonteCarlo",
     "Participant",
+    "Preset",
     "Problem",
     "Rates",
     "Run",
+    "RunConfig",
     "Scenario",
     "ScenarioError",
     "Shrunk",
     "Violation",
+    "apply_knobs",
     "choreography_flow",
     "compare",
+    "config_from_query_string",
+    "config_to_query_string",
     "count_fault_points",
+    "decode_config",
     "describe_fault",
+    "encode_config",
     "fault_matrix",
     "fault_points",
+    "fault_text",
     "find_and_shrink",
     "load_scenario",
     "monte_carlo",
     "orchestration_states",
     "parse_faults",
     "parse_scenario",
+    "presets",
     "set_param",
     "simulate",
+    "store_at",
     "summarize_sweep",
     "sweep",
 ]

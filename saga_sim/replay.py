@@ -78,11 +78,8 @@ def select_sagas(events: pd.DataFrame, saga: int | Iterable[int] | None) -> pd.D
 def lanes(events: pd.DataFrame) -> list[str]:
     """The nodes of a trace in diagram order: client, coordinator or broker, then the services
     in the order they first appear."""
-    seen: dict[str, None] = {}
-    for a, b in zip(events["source"].to_numpy(), events["target"].to_numpy()):
-        for n in (a, b):
-            if n and n != "*" and n not in seen:
-                seen[n] = None
+    pairs = np.column_stack([events["source"].to_numpy(), events["target"].to_numpy()]).ravel()
+    seen = [n for n in pd.unique(pairs) if n and n != "*"]
     head = [n for n in ("client", "coordinator", "broker") if n in seen]
     return head + [n for n in seen if n not in head]
 

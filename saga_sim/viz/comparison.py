@@ -73,21 +73,32 @@ def comparison_chart(
         row=1,
         col=2,
     )
-    qs = (("latency_mean", "mean", 1.0), ("latency_p50", "p50", 0.7), ("latency_p95", "p95", 0.45))
-    fig.add_trace(
-        go.Bar(
-            x=[[s for s in styles for _ in qs], [q[1] for _ in styles for q in qs]],
-            y=[_val(metrics, q[0], s) * 1000 for s in styles for q in qs],
-            marker=dict(
-                color=[STYLE_COLOURS.get(s, "#6b7280") for s in styles for _ in qs],
-                opacity=[q[2] for _ in styles for q in qs],
+    for q, symbol in (
+        ("latency_mean", "circle"),
+        ("latency_p50", "diamond"),
+        ("latency_p95", "triangle-up"),
+    ):
+        word = q.replace("latency_", "")
+        fig.add_trace(
+            go.Scatter(
+                x=styles,
+                y=[_val(metrics, q, s) * 1000 for s in styles],
+                mode="markers+text",
+                name=word,
+                text=[word] * len(styles),
+                textposition="middle right",
+                textfont=dict(size=10),
+                marker=dict(
+                    symbol=symbol,
+                    size=12,
+                    color=[STYLE_COLOURS.get(s, "#6b7280") for s in styles],
+                ),
+                showlegend=False,
+                hovertemplate=f"%{{x}} {word}: %{{y:.1f}} ms<extra></extra>",
             ),
-            showlegend=False,
-            hovertemplate="%{x}: %{y:.1f} ms<extra></extra>",
-        ),
-        row=1,
-        col=3,
-    )
+            row=1,
+            col=3,
+        )
     work = (
         ("compensations", "#fb923c"),
         ("retries", "#a78bfa"),

@@ -75,6 +75,15 @@ def state_visits(states: pd.DataFrame, events: pd.DataFrame) -> tuple[dict, dict
     return visits, moves, recoveries
 
 
+def _wrap(name: str, width: int = 14) -> str:
+    """Break a long snake_case name at the underscore nearest its middle."""
+    if len(name) <= width or "_" not in name:
+        return name
+    mid = len(name) // 2
+    cut = min((i for i, ch in enumerate(name) if ch == "_"), key=lambda i: abs(i - mid))
+    return name[: cut + 1] + "<br>" + name[cut + 1 :]
+
+
 def _machine_positions(g: nx.DiGraph) -> dict[str, tuple[float, float]]:
     steps: list[str] = []
     for n in g.nodes:
@@ -266,7 +275,7 @@ def state_machine(
     border = [_NODE_COLOURS.get(k, "#6b7280") for k in kinds]
     text = []
     for n, k, c in zip(names, kinds, counts):
-        short = n.split(":", 1)[1] if ":" in n else n
+        short = _wrap(n.split(":", 1)[1] if ":" in n else n)
         head = f"<b>{short}</b>" if c else short
         sub = k if ":" in n else ""
         extra = f" ×{c}" if c else ""
@@ -292,7 +301,7 @@ def state_machine(
     fig.add_trace(
         go.Scatter(
             x=[pos[n][0] for n in names],
-            y=[pos[n][1] + (0.5 if pos[n][1] >= 0 else -0.5) for n in names],
+            y=[pos[n][1] + (0.55 if pos[n][1] >= 0 else -0.55) for n in names],
             mode="text",
             text=text,
             textfont=dict(size=11),

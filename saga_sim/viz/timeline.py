@@ -83,7 +83,6 @@ def _message_trace(
     x1 = m["target"].map(lane_x).to_numpy(dtype=float)
     y0 = m["sent"].to_numpy(dtype=float)
     y1 = m["arrived"].to_numpy(dtype=float)
-    end_symbol = np.full(n, "arrow", dtype=object)
     if cls in ("lost", "in flight"):
         queued = np.isnan(y0)  # lost in a crashed node's queue: an ✕ on the target lane
         x0 = np.where(queued, x1, x0)
@@ -95,15 +94,14 @@ def _message_trace(
         # lost on the wire: the arrow stops half way, a little later than it left
         x1 = np.where(instant, x0 + (x1 - x0) * (0.85 if cls == "lost" else 0.5), x1)
         y1 = np.where(instant & (cls == "lost"), y0 + nudge, y1)
-        end_symbol[:] = "x" if cls == "lost" else "arrow"
     xs = np.empty(3 * n, dtype=object)
     ys = np.empty(3 * n, dtype=object)
     xs[0::3], xs[1::3], xs[2::3] = x0, x1, None
     ys[0::3], ys[1::3], ys[2::3] = y0, y1, None
-    symbols = np.empty(3 * n, dtype=object)
-    symbols[0::3], symbols[1::3], symbols[2::3] = "circle", end_symbol, "circle"
-    sizes = np.empty(3 * n, dtype=float)
-    sizes[0::3], sizes[1::3], sizes[2::3] = 4, (12 if cls == "lost" else 10), 0
+    # one symbol per trace (a per-point symbol array is slow to validate): the arrival end
+    # carries it, the send end and the gap have size 0
+    sizes = np.zeros(3 * n, dtype=float)
+    sizes[1::3] = 12 if cls == "lost" else 10
     hover = _message_hover(m)
     texts = np.empty(3 * n, dtype=object)
     texts[0::3], texts[1::3], texts[2::3] = hover, hover, None
@@ -115,7 +113,7 @@ def _message_trace(
         legendgroup=cls,
         line=dict(color=colour, width=1.6, dash=dash),
         marker=dict(
-            symbol=symbols,
+            symbol="x" if cls == "lost" else "arrow",
             size=sizes,
             angleref="previous",
             color=colour,
@@ -268,6 +266,7 @@ def timeline(
     step_kinds: Mapping[str, str] | None = None,
     height: int | None = None,
     max_labels: int = 60,
+    lanes_order: Iterable[str] | None = None,
 ) -> go.Figure:
     """A sequence diagram of a run: lanes across, simulated time down, messages as arrows.
 
@@ -280,12 +279,18 @@ def timeline(
             pivot's and retriable steps' commits apart; optional.
         height: figure height in pixels (default: grows with the number of events, 420-1000).
         max_labels: saga states are written beside the lane when there are at most this many.
+        lanes_order: the lanes to draw, in order (default: the nodes of the trace); nodes of the
+            trace not listed are added at the end. Pass every service to keep lanes that
+            received no message (so two styles' diagrams line up).
 
     Returns:
         A plotly figure. Its message traces carry ``meta={"class": ..., "messages": n}``; lane
         markers carry ``meta={"kind": ..., "events": n}``.
     """
     all_lanes = lanes(events) if len(events) else []
+    if lanes_order is not None:
+        wanted = list(dict.fromkeys(lanes_order))
+        all_lanes = wanted + [n for n in all_lanes if n not in wanted]
     ev = select_sagas(events, saga)
     fig = go.Figure()
     if height is None:

@@ -1,0 +1,300 @@
+"""A shareable run: scenario, faults, seed and knobs as URL query parameters, and back.
+
+``encode_config`` turns a ``RunConfig`` into query parameters (a mapping of strings, with one
+``fault`` entry per fault); ``decode_config`` reads them back and validates every field, raising
+``ScenarioError`` whose problems name the parameter (``seed``, ``fault[1]``, ``loss``). A bundled
+scenario travels by name; an edited or uploaded one as its YAML text, compressed (zlib) and
+base64url-encoded. ``apply_knobs`` makes the scenario a run actually uses (latency, loss,
+duplication, timeout, retries changed).
+
+Opening the link reproduces the run to the row, because a run is decided by scenario, faults,
+seed and saga count alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import yaml
+
+from .scenario import Problem, Scenario, ScenarioError, parse_faults, parse_scenario
+
+__all__ = [
+    "MAX_SHARED_SAGAS",
+    "RunConfig",
+    "apply_knobs",
+    "check_faults",
+    "config_from_query_string",
+    "config_to_query_string",
+    "decode_config",
+    "encode_config",
+    "fault_text",
+]
+
+MAX_SHARED_SAGAS = 1_000_000
+_SOURCE = "link"
+_MAX_YAML_PARAM = 200_000
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides a run (and what the app shows of it).
+
+    Attributes:
+        scenario: a bundled scenario's name (file stem), or ``"custom"`` with ``scenario_yaml``.
+        scenario_yaml: the scenario's YAML text when it is not a bundled one.
+        faults: faults as YAML flow mappings, in order.
+        seed: the run's seed.
+        sagas: how many sagas (``None``: the scenario's workload).
+        latency_ms, loss, duplicate, timeout, retries: knobs over the scenario's network and
+            policy (``None``: as the scenario says).
+        saga: the saga the timelines show.
+    """
+
+    scenario: str = "user_registration"
+    scenario_yaml: str | None = None
+    faults: tuple[str, ...] = ()
+    seed: int = 7
+    sagas: int | None = None
+    latency_ms: float | None = None
+    loss: float | None = None
+    duplicate: float | None = None
+    timeout: float | None = None
+    retries: int | None = None
+    saga: int = 1
+    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    def knobs(self) -> tuple:
+        """The knobs as a hashable tuple (a cache key)."""
+        return (self.latency_ms, self.loss, self.duplicate, self.timeout, self.retries)
+
+    def with_(self, **changes: Any) -> RunConfig:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+
+def fault_text(fault: Any) -> str:
+    """A fault (model or mapping) as a canonical one-line YAML flow mapping, ``kind`` first,
+    default values left out: ``{kind: fail_step, step: create_user}``."""
+    if hasattr(fault, "model_dump"):
+        full = fault.model_dump(mode="json", by_alias=True)
+        lean = fault.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        data = {"kind": full["kind"], **{k: v for k, v in lean.items() if k != "kind"}}
+    else:
+        data = dict(fault)
+        data = {"kind": data.pop("kind", None), **data}
+    text = yaml.safe_dump(data, default_flow_style=True, sort_keys=False, width=math.inf)
+    return text.strip()
+
+
+def _pack(text: str) -> str:
+    raw = zlib.compress(text.encode("utf-8"), 9)
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _unpack(blob: str) -> str:
+    pad = "=" * (-len(blob) % 4)
+    raw = base64.urlsafe_b64decode(blob + pad)
+    return zlib.decompress(raw, bufsize=1 << 16).decode("utf-8")
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def encode_config(cfg: RunConfig) -> dict[str, str | list[str]]:
+    """The configuration as query parameters (only what differs from the defaults)."""
+    out: dict[str, str | list[str]] = {}
+    if cfg.scenario_yaml is not None:
+        out["yaml"] = _pack(cfg.scenario_yaml)
+    else:
+        out["scenario"] = cfg.scenario
+    if cfg.faults:
+        out["fault"] = list(cfg.faults)
+    out["seed"] = str(cfg.seed)
+    if cfg.sagas is not None:
+        out["sagas"] = str(cfg.sagas)
+    for name in ("latency_ms", "loss", "duplicate", "timeout"):
+        v = getattr(cfg, name)
+        if v is not None:
+            out[name] = _num(v)
+    if cfg.retries is not None:
+        out["retries"] = str(cfg.retries)
+    if cfg.saga != 1:
+        out["saga"] = str(cfg.saga)
+    return out
+
+
+def _one(params: Mapping[str, Any], key: str) -> str | None:
+    v = params.get(key)
+    if isinstance(v, (list, tuple)):
+        return str(v[-1]) if v else None
+    return None if v is None else str(v)
+
+
+def _many(params: Mapping[str, Any], key: str) -> list[str]:
+    v = params.get(key)
+    if v is None:
+        return []
+    if isinstance(v, (list, tuple)):
+        return [str(x) for x in v]
+    return [str(v)]
+
+
+_RANGES: dict[str, tuple[type, float, float, str]] = {
+    "seed": (int, 0, 2**63 - 1, "a whole number from 0"),
+    "sagas": (int, 1, MAX_SHARED_SAGAS, f"a whole number from 1 to {MAX_SHARED_SAGAS}"),
+    "latency_ms": (float, 0.0, 1e6, "milliseconds from 0 to 1000000"),
+    "loss": (float, 0.0, 0.99, "a probability from 0 to 0.99"),
+    "duplicate": (float, 0.0, 0.99, "a probability from 0 to 0.99"),
+    "timeout": (float, 1e-6, 1e6, "seconds, more than 0"),
+    "retries": (int, 0, 100, "a whole number from 0 to 100"),
+    "saga": (int, 1, MAX_SHARED_SAGAS, "a saga number from 1"),
+}
+
+
+def decode_config(
+    params: Mapping[str, Any], bundled: tuple[str, ...] | list[str] | None = None
+) -> RunConfig:
+    """Read a configuration from query parameters, validating every field.
+
+    Args:
+        params: a mapping of parameter names to a string or a list of strings (as
+            ``st.query_params.to_dict()`` or ``urllib.parse.parse_qs`` give them).
+        bundled: the names of the bundled scenarios (to check ``scenario``).
+
+    Returns:
+        The configuration; parameters it does not know are kept in ``extra``.
+
+    Raises:
+        ScenarioError: every problem found, each naming its parameter.
+    """
+    problems: list[Problem] = []
+    values: dict[str, Any] = {}
+    for key, (typ, lo, hi, what) in _RANGES.items():
+        raw = _one(params, key)
+        if raw is None or raw == "":
+            continue
+        try:
+            v = int(raw) if typ is int else float(raw)
+            if typ is float and not math.isfinite(v):
+                raise ValueError
+        except ValueError:
+            problems.append(Problem(_SOURCE, key, f"must be {what} (got {raw!r})"))
+            continue
+        if not lo <= v <= hi:
+            problems.append(Problem(_SOURCE, key, f"must be {what} (got {raw!r})"))
+            continue
+        values[key] = v
+    name = _one(params, "scenario")
+    blob = _one(params, "yaml")
+    if blob:
+        if len(blob) > _MAX_YAML_PARAM:
+            problems.append(Problem(_SOURCE, "yaml", "the scenario text in the link is too long"))
+        else:
+            try:
+                values["scenario_yaml"] = _unpack(blob)
+                values["scenario"] = "custom"
+            except (binascii.Error, zlib.error, UnicodeDecodeError, ValueError):
+                problems.append(
+                    Problem(_SOURCE, "yaml", "is not a scenario packed by saga-sim (damaged link?)")
+                )
+    elif name is not None:
+        if bundled is not None and name not in bundled:
+            problems.append(
+                Problem(
+                    _SOURCE,
+                    "scenario",
+                    f"unknown scenario {name!r}; bundled: {', '.join(bundled)}",
+                )
+            )
+        else:
+            values["scenario"] = name
+    faults = []
+    for i, text in enumerate(_many(params, "fault")):
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            problems.append(Problem(_SOURCE, f"fault[{i}]", f"is not a YAML mapping: {text!r}"))
+            continue
+        if not isinstance(data, dict) or "kind" not in data:
+            problems.append(
+                Problem(_SOURCE, f"fault[{i}]", f"must be a mapping with a kind: {text!r}")
+            )
+            continue
+        faults.append(text)
+    if problems:
+        raise ScenarioError(problems)
+    known = {"scenario", "yaml", "fault", *_RANGES}
+    extra = {k: _one(params, k) or "" for k in params if k not in known}
+    return RunConfig(faults=tuple(faults), extra=extra, **values)
+
+
+def config_to_query_string(cfg: RunConfig) -> str:
+    """The configuration as a URL query string (without the ``?``)."""
+    return urlencode(encode_config(cfg), doseq=True)
+
+
+def config_from_query_string(
+    qs: str, bundled: tuple[str, ...] | list[str] | None = None
+) -> RunConfig:
+    """Read a configuration from a URL query string (with or without the ``?``)."""
+    return decode_config(parse_qs(qs.lstrip("?"), keep_blank_values=True), bundled)
+
+
+def _scale_dist(dist: dict[str, Any], mean_s: float) -> dict[str, Any]:
+    kind = dist.get("dist")
+    if kind == "constant":
+        return {"dist": "constant", "value": mean_s}
+    if kind == "uniform":
+        old = (dist["low"] + dist["high"]) / 2 or 1.0
+        f = mean_s / old
+        return {"dist": "uniform", "low": dist["low"] * f, "high": dist["high"] * f}
+    if kind == "lognormal":
+        f = mean_s / dist["mean"]
+        return {"dist": "lognormal", "mean": mean_s, "sd": dist["sd"] * f}
+    return {"dist": kind or "exponential", "mean": mean_s}
+
+
+def apply_knobs(scenario: Scenario, cfg: RunConfig) -> Scenario:
+    """The scenario with the configuration's knobs applied (validated again).
+
+    The network latency keeps its distribution's shape: its mean becomes ``latency_ms`` (a
+    lognormal's spread scales with it; ``0`` makes it a constant 0).
+
+    Raises:
+        ScenarioError: a knob makes the scenario invalid (paths name the scenario field).
+    """
+    if all(v is None for v in cfg.knobs()):
+        return scenario
+    data = scenario.model_dump(mode="json", by_alias=True, exclude_none=True)
+    net = data.setdefault("network", {})
+    pol = data.setdefault("policy", {})
+    if cfg.latency_ms is not None:
+        mean_s = cfg.latency_ms / 1000.0
+        if mean_s <= 0:
+            net["latency"] = {"dist": "constant", "value": 0.0}
+        else:
+            net["latency"] = _scale_dist(dict(net.get("latency", {})), mean_s)
+    if cfg.loss is not None:
+        net["loss"] = cfg.loss
+    if cfg.duplicate is not None:
+        net["duplicate"] = cfg.duplicate
+    if cfg.timeout is not None:
+        pol["timeout"] = cfg.timeout
+    if cfg.retries is not None:
+        pol["retries"] = cfg.retries
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    return parse_scenario(text, source="knobs")
+
+
+def check_faults(cfg: RunConfig, scenario: Scenario) -> tuple[Any, ...]:
+    """Validate the configuration's faults against the scenario (paths ``fault[i].field``)."""
+    return parse_faults(list(cfg.faults), scenario, source="fault")
