@@ -41,7 +41,12 @@ Progress = Callable[[int, int], Any]
 ExecutorLike = cf.Executor | str | None
 """``None`` or ``"auto"`` (serial for small jobs, a process pool for big ones), ``"serial"``,
 ``"process"``, or any ``concurrent.futures.Executor`` (for example ``client.get_executor()``
-of a ``dask.distributed.Client``)."""
+of a ``dask.distributed.Client``).
+
+A pool made here forks a single-threaded caller (fast) and uses a fork server, which imports
+``saga_sim`` once, from a threaded one (Streamlit, Jupyter), where forking is unsafe. As with any
+multiprocessing outside fork, a *script* that starts threads must guard its entry point with
+``if __name__ == "__main__":``."""
 
 SEVERITY = {"completed": 0, "compensated": 1, "stalled": 2, "inconsistent": 3}
 """Outcome severity, used to summarise several sagas by their worst outcome."""
@@ -76,7 +81,8 @@ def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
     denom = 1 + z2 / n
     centre = (p + z2 / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # Clamped to [0, p] and [p, 1]: rounding must not exclude the share itself (k = 0 or n).
+    return (min(max(0.0, centre - half), p), max(min(1.0, centre + half), p))
 
 
 # --------------------------------------------------------------------------------------------

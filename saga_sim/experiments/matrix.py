@@ -12,15 +12,16 @@ whose failure makes them compensate (the next step is not retriable):
   (permanent), and a coordinator crash while it compensates that step. A compensation only runs
   when a later step fails, so these points add that trigger: a business failure of the next step.
 
-That is ``1 + 8 n + 3 c`` points (``count_fault_points``), each simulated in each style.
+The coordinator's other states are not points: ``started`` lasts no time (it moves on to the
+first step at once) and a terminal state has nothing left to lose. That is ``1 + 8 n + 3 c``
+points (``count_fault_points``), each simulated in each style.
 
-Crash timing. Until crash faults can name a trigger (``when: before_commit``), a crash "before
-commit" of step X is timed from the fault-free run of the same style: the service goes down
-``EPSILON`` seconds (at most half the transaction) before X's ``tx_commit`` of saga 1; "after
-commit" ``EPSILON`` after it. A coordinator crash in a state is timed at the middle of that
-state in the fault-free orchestration run (with the trigger, for compensation states). Every
-crash lasts ``crash_for`` seconds (default: twice the policy timeout). When the core's crash
-fault gains ``when``/``step`` fields, service crashes use them instead.
+Crash points use the core's crash triggers: ``{kind: crash, service: S, when: before_commit |
+after_commit, step: X, for: T}`` (the first saga that reaches X's commit; "after commit" is
+after the local commit and before the message that should follow it is sent). A coordinator
+crash in a state is timed at the middle of that state in the fault-free orchestration run
+(with the trigger, for compensation states). Every crash lasts ``crash_for`` seconds (default:
+twice the policy timeout).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..faults import Crash, describe_fault
+from ..faults import describe_fault
 from ..run import _resolve_scenario, simulate
 from ..scenario import Problem, Scenario, ScenarioError, parse_faults
 from ..styles import STYLES
@@ -51,9 +52,6 @@ __all__ = [
     "fault_matrix",
     "fault_points",
 ]
-
-EPSILON = 1e-6
-"""Seconds between a crash and the commit it precedes or follows (timing form of crashes)."""
 
 FAULT_TYPES: dict[str, str] = {
     "none": "no fault",
@@ -105,7 +103,6 @@ _PER_COMPENSATION = (
     "compensation_fails_always",
     "coordinator_crash_compensating",
 )
-_HAS_CRASH_TRIGGERS = "when" in Crash.model_fields
 
 
 def _compensation_trigger(sc: Scenario, i: int) -> str | None:
@@ -137,21 +134,6 @@ def _first_saga_events(run: Any) -> pd.DataFrame:
     return ev[ev["saga"] == ev.loc[ev["saga"] > 0, "saga"].min()]
 
 
-def _commit_times(run: Any, step: str, service: str) -> tuple[float, float]:
-    """(crash time before, after) the first saga's commit of ``step`` in ``run``."""
-    ev = _first_saga_events(run)
-    commits = ev[(ev["kind"] == "tx_commit") & (ev["step"] == step)]
-    delivers = ev[(ev["kind"] == "deliver") & (ev["target"] == service) & (ev["step"] == step)]
-    if commits.empty:  # never commits without faults: crash when its request arrives
-        t = float(delivers["time"].iloc[0]) if not delivers.empty else 0.0
-        return t, t + EPSILON
-    t_c = float(commits["time"].iloc[0])
-    before = delivers[delivers["time"] <= t_c]
-    t_d = float(before["time"].iloc[-1]) if not before.empty else t_c
-    eps = min(EPSILON, (t_c - t_d) / 2) if t_c > t_d else 0.0
-    return t_c - eps, t_c + EPSILON
-
-
 def _state_middle(run: Any, state: str) -> float:
     """The middle of the first saga's time in coordinator state ``state`` (0 if never in it)."""
     ev = _first_saga_events(run)
@@ -176,8 +158,7 @@ def _points(
 ) -> list[_Point]:
     steps = sc.steps
     timeout = sc.policy.timeout
-    base = {st: simulate(sc, st, [], seed, sagas, horizon) for st in styles}
-    orch = base.get("orchestration") or simulate(sc, "orchestration", [], seed, sagas, horizon)
+    orch = simulate(sc, "orchestration", [], seed, sagas, horizon)
     points: list[_Point] = [_Point("none", "", "none", {st: () for st in styles})]
 
     def same(*faults: dict[str, Any]) -> dict[str, tuple[dict[str, Any], ...]]:
@@ -185,21 +166,18 @@ def _points(
 
     for s in steps:
         name = s.name
-        crashes: dict[str, dict[str, tuple]] = {"before": {}, "after": {}}
-        for st in styles:
-            before, after = _commit_times(base[st], name, s.service)
-            for when, at in (("before", before), ("after", after)):
-                if _HAS_CRASH_TRIGGERS:  # pragma: no cover - once the core has crash triggers
-                    f = {
-                        "kind": "crash",
-                        "service": s.service,
-                        "when": f"{when}_commit",
-                        "step": name,
-                        "for": crash_for,
-                    }
-                else:
-                    f = {"kind": "crash", "service": s.service, "at": at, "for": crash_for}
-                crashes[when][st] = (f,)
+        crashes = {
+            when: same(
+                {
+                    "kind": "crash",
+                    "service": s.service,
+                    "when": f"{when}_commit",
+                    "step": name,
+                    "for": crash_for,
+                }
+            )
+            for when in ("before", "after")
+        }
         t_exec = _state_middle(orch, f"executing:{name}")
         by_type = {
             "fail_step": same({"kind": "fail_step", "step": name}),

@@ -484,8 +484,6 @@ def monte_carlo(
         sc = set_param(sc, "network.loss", r.loss)
     if r.duplication is not None:
         sc = set_param(sc, "network.duplicate", r.duplication)
-    # Faults name sagas up to ``chunk``: the workload must have that many.
-    sc = set_param(sc, "workload.sagas", min(chunk, n))
     spec = _Spec(sc, r, styles, n, min(chunk, n), seed, horizon, keep_traces)
     batches = math.ceil(n / spec.chunk)
     accs = {st: _Acc() for st in styles}

@@ -161,8 +161,10 @@ def sweep(
     df.insert(0, "param", param)
     df.insert(1, "value", pd.Series([values[i] for i in df["value_index"]], dtype=object))
     df = df.drop(columns="value_index")
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        df["value"] = df["value"].astype("float64")
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(numbers) == len(values):
+        ints = all(isinstance(v, int) for v in values)
+        df["value"] = df["value"].astype("int64" if ints else "float64")
     df.attrs.update(scenario=sc.name, param=param, seed=seed)
     return df
 

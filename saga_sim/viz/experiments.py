@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from ._style import OUTCOME_COLOURS, STYLE_COLOURS
+
 __all__ = [
     "OUTCOME_COLORS",
     "STYLE_COLORS",
@@ -23,18 +25,13 @@ __all__ = [
     "sweep_figure",
 ]
 
-OUTCOME_COLORS: dict[str, str] = {
-    "completed": "#2e7d32",
-    "compensated": "#1f77b4",
-    "stalled": "#f0a202",
-    "inconsistent": "#c62828",
-}
-"""One colour per outcome, the same in every experiment figure."""
+OUTCOME_COLORS: dict[str, str] = dict(OUTCOME_COLOURS)
+"""One colour per outcome: the palette every saga-sim figure uses."""
 
-STYLE_COLORS: dict[str, str] = {"orchestration": "#6a3d9a", "choreography": "#e6550d"}
-"""One colour per style."""
+STYLE_COLORS: dict[str, str] = dict(STYLE_COLOURS)
+"""One colour per style: the palette every saga-sim figure uses."""
 
-_OUTCOMES = list(OUTCOME_COLORS)
+_OUTCOMES = ["completed", "compensated", "stalled", "inconsistent"]
 
 
 def _style_color(style: str, k: int) -> str:

@@ -616,25 +616,40 @@ class Service(Node):
 
 
 def compile_step_faults(faults: list, step_index: dict[str, int]) -> tuple[Callable, Callable]:
-    """Turn fail_step and fail_compensation faults into two fast predicates."""
-    fail_at: dict[tuple[int, int], list[int | None]] = {}
-    comp_fail: dict[int, list[tuple[int | None, int | None]]] = {}
+    """Turn fail_step and fail_compensation faults into two fast predicates.
+
+    Both are dictionary lookups whatever the number of faults (a Monte Carlo batch names
+    hundreds of sagas): ``None`` stands for "every saga".
+    """
+    fail_at: dict[tuple[int, int], set[int | None]] = {}
+    # step -> saga (None: all) -> how many attempts fail (None: forever)
+    comp_fail: dict[int, dict[int | None, int | None]] = {}
     for f in faults:
         if isinstance(f, FailStep):
             saga = None if f.saga == "all" else f.saga
-            fail_at.setdefault((step_index[f.step], f.attempt), []).append(saga)
+            fail_at.setdefault((step_index[f.step], f.attempt), set()).add(saga)
         elif isinstance(f, FailCompensation):
             saga = None if f.saga == "all" else f.saga
-            comp_fail.setdefault(step_index[f.step], []).append((saga, f.times))
+            per = comp_fail.setdefault(step_index[f.step], {})
+            if saga in per:
+                old = per[saga]
+                per[saga] = None if old is None or f.times is None else max(old, f.times)
+            else:
+                per[saga] = f.times
 
     def fail_step(saga: int, i: int, attempt: int) -> bool:
         sel = fail_at.get((i, attempt))
-        return sel is not None and any(s is None or s == saga for s in sel)
+        return sel is not None and (None in sel or saga in sel)
 
     def fail_compensation(saga: int, i: int, attempt: int) -> bool:
-        for s, times in comp_fail.get(i, ()):
-            if (s is None or s == saga) and (times is None or attempt <= times):
-                return True
+        per = comp_fail.get(i)
+        if per is None:
+            return False
+        for key in (None, saga):
+            if key in per:
+                times = per[key]
+                if times is None or attempt <= times:
+                    return True
         return False
 
     return fail_step, fail_compensation
