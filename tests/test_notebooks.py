@@ -17,14 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import nbclient
+import nbformat
 import pytest
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+from jupyter_client.manager import KernelManager
 
 from saga_sim import coursework as cw
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-from jupyter_client.kernelspec import KernelSpec, KernelSpecManager  # noqa: E402
-from jupyter_client.manager import KernelManager  # noqa: E402
 
 pytestmark = pytest.mark.notebooks
 
