@@ -9,6 +9,7 @@ The public API::
 """
 
 from .checks import INVARIANTS, OUTCOMES, Violation
+from .coursework import Participant
 from .experiments import (
     MonteCarlo,
     Rates,
@@ -58,6 +59,7 @@ __all__ = [
     "Comparison",
     "Divergence",
     "MonteCarlo",
+    "Participant",
     "Preset",
     "Problem",
     "Rates",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -267,6 +267,7 @@ def simulate(
     seed: int = 0,
     sagas: int | None = None,
     horizon: float | None = None,
+    participants: Mapping[str, Any] | None = None,
 ) -> Run:
     """Simulate one style of a scenario.
 
@@ -279,6 +280,11 @@ def simulate(
         sagas: how many sagas start (default: the scenario's ``workload.sagas``).
         horizon: simulated seconds to run (default: the scenario's ``horizon``, else 60 s after
             the last saga starts).
+        participants: behaviour plugged into steps, by step name: objects with an
+            ``action(request, db)`` and/or ``compensation(request, db)`` method that decide, at
+            the commit point, what the step's local transaction does (see
+            ``saga_sim.coursework.Participant``). They take over that step's built-in
+            deduplication, barrier and null compensation.
 
     Returns:
         The finished ``Run``.
@@ -288,6 +294,15 @@ def simulate(
     """
     sc = _resolve_scenario(scenario)
     _check_args(style, seed, sagas, horizon)
+    if participants:
+        names = [s.name for s in sc.steps]
+        bad = [k for k in participants if k not in names]
+        if bad:
+            known = ", ".join(names)
+            raise ScenarioError(
+                Problem("arguments", f"participants.{k}", f"unknown step; known: {known}")
+                for k in bad
+            )
     extra = parse_faults(faults, sc) if faults is not None else ()
     all_faults = tuple(sc.faults) + tuple(extra)
     n = sagas if sagas is not None else sc.workload.sagas
@@ -307,7 +322,7 @@ def simulate(
         for f in sc.faults
         if beyond(f)
     ]
-    world = World(sc, all_faults, seed, sagas=sagas, horizon=horizon)
+    world = World(sc, all_faults, seed, sagas=sagas, horizon=horizon, participants=participants)
     world.notes.extend(notes)
     coordinator = BUILDERS[style](world)
     coordinator.run()

@@ -14,17 +14,29 @@ store survives crashes; work in progress does not: a crash interrupts the worker
 - crash triggers: ``crash`` faults with ``when: before_commit | after_commit``.
 
 The style gives the service its ``handler`` for incoming messages.
+
+A *participant* can be plugged into a step (``simulate(..., participants={step: obj})``, used by
+the coursework): an object with an ``action(request, db)`` and/or a ``compensation(request, db)``
+method. It is asked at the commit point of the local transaction, after the step's duration and
+any injected business failure, and decides what the transaction does (``apply``, ``skip``,
+``refuse``; ``undo``, ``null``, ``skip``); ``db`` is the service's own durable dict, committed with
+the transaction. For the phases it plugs, the participant takes over the service's built-in
+safeguards (deduplication, barrier, null compensation): they are its job. A status query
+(``policy.query_status``) is answered from the service's store, and the fence it sets (a step
+declared not run refuses a late request) is kept by the service: the participant never sees it.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import simpy
 
 from ..faults import Crash, FailCompensation, FailStep, describe_fault
+from .messages import ACTION, COMPENSATION
 from .node import Node
 from .streams import COMP_SERVICE, SERVICE
 
@@ -33,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .messages import Message
     from .world import World
 
-__all__ = ["Service"]
+__all__ = ["ACTION_VERDICTS", "COMPENSATION_VERDICTS", "Request", "Service"]
 
 RUNNING = "running"
 COMMITTED = "committed"
@@ -51,6 +63,28 @@ FAILED = "failed"
 ALREADY = "already"  # idempotent hit: the effect is already there
 BUSY = "busy"  # the same work is in progress: ignore this copy
 REFUSED = "refused"  # barrier: the compensation already ran
+
+
+ACTION_VERDICTS = ("apply", "skip", "refuse")
+"""What a plugged participant's ``action`` may answer: commit the effect; do nothing and reply
+success (the effect is already there); refuse (barrier: the reply says failed)."""
+COMPENSATION_VERDICTS = ("undo", "null", "skip")
+"""What a plugged participant's ``compensation`` may answer: undo the effect; record a null
+compensation (nothing to undo); do nothing and reply success (already undone)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a plugged participant sees of the message it handles (read-only)."""
+
+    saga: int
+    step: str
+    phase: str  # "action" | "compensation"
+    msg_id: int
+    attempt: int
+    message: str
+    source: str
+    time: float
 
 
 def _fill(template: str, saga: int) -> str:
@@ -97,6 +131,8 @@ class Service(Node):
         self.seen: set[int] = set()
         self.journal: list[tuple] = []
         self.outbox: list[Message] = []
+        self.participants: dict[int, Any] = {}  # step index -> plugged behaviour
+        self.db: dict[Any, Any] = {}  # the plugged behaviour's own durable table
         self.busy: dict[simpy.Process, Message] = {}
         self.workers = [self.env.process(self._work()) for _ in range(spec.workers)]
         sc = world.scenario
@@ -226,7 +262,7 @@ class Service(Node):
     def is_duplicate(self, m: Message) -> bool:
         """True (and traced) when this exact message was already handled, or is being handled
         by another worker, and deduplication is on."""
-        if not self._policy.idempotent:
+        if not self._policy.idempotent or self._plugged(m.step, m.phase):
             return False
         if m.msg_id in self.seen:
             why = "duplicate message id: already handled"
@@ -237,6 +273,26 @@ class Service(Node):
             why = "duplicate message id: being handled by another worker"
         self._t("ignored", m.saga, m.source, m.step, m.name, m.msg_id, m.attempt, why)
         return True
+
+    def _plugged(self, i: int, phase: int) -> Any:
+        """The participant's method plugged into step ``i`` for this phase, or None."""
+        p = self.participants.get(i) if self.participants else None
+        if p is None:
+            return None
+        return getattr(p, "action" if phase == ACTION else "compensation", None)
+
+    def _ask(self, fn: Any, phase: str, saga: int, i: int, m: Message) -> str:
+        req = Request(
+            saga, self._steps[i].name, phase, m.msg_id, m.attempt, m.name, m.source, self.env.now
+        )
+        verdict = fn(req, self.db)
+        allowed = ACTION_VERDICTS if phase == "action" else COMPENSATION_VERDICTS
+        if verdict not in allowed:
+            raise ValueError(
+                f"the participant plugged into {req.step!r} answered {verdict!r} to its {phase}; "
+                f"expected one of: {', '.join(map(repr, allowed))}"
+            )
+        return verdict
 
     def handled(self, m: Message) -> None:
         """Remember that this message id is done (durably, with the local transaction)."""
@@ -358,6 +414,15 @@ class Service(Node):
 
     # --- local transactions ------------------------------------------------------------------
 
+    def _aborted(self, key: tuple[int, int], step: object) -> None:
+        """The local transaction aborted: a non-retriable step must not run later for this saga
+        (with the barrier on, a late copy of its request is refused)."""
+        if self.status.get(key) == RUNNING:
+            if self._policy.barrier and step.kind != "retriable":
+                self.status[key] = ABORTED
+            else:
+                del self.status[key]
+
     def run_action(self, saga: int, i: int, m: Message) -> Generator:
         """Run step ``i``'s local transaction for ``saga``; returns OK, FAILED, ALREADY, BUSY or
         REFUSED."""
@@ -365,7 +430,8 @@ class Service(Node):
         st = self.status.get(key)
         step = self._steps[i]
         pol = self._policy
-        if pol.idempotent and st in (COMMITTED, COMPENSATING, RUNNING):
+        plugged = self._plugged(i, ACTION)
+        if plugged is None and pol.idempotent and st in (COMMITTED, COMPENSATING, RUNNING):
             what = "already committed" if st != RUNNING else "already in progress"
             self._t(
                 "ignored",
@@ -378,7 +444,7 @@ class Service(Node):
                 f"{what} (idempotent consumer)",
             )
             return ALREADY if st != RUNNING else BUSY
-        if pol.barrier and st in UNDONE:
+        if pol.barrier and (st in UNDONE if plugged is None else st == ABANDONED):
             why = {ABANDONED: "it was declared not run", ABORTED: "it already aborted"}.get(
                 st, "the compensation already ran"
             )
@@ -404,36 +470,44 @@ class Service(Node):
                 if trig.matches("before_commit", saga, i):
                     self._crash_now(trig)
         if self._fail(saga, i, n):
-            if self.status.get(key) == RUNNING:
-                if pol.barrier and step.kind != "retriable":
-                    self.status[key] = ABORTED  # a late copy of this request must not commit
-                else:
-                    del self.status[key]
+            self._aborted(key, step)
             seq = self._t(
                 "tx_abort", saga, "", i, step.action, m.msg_id, n, "business failure (fail_step)"
             )
             self._journal(seq, saga, i, "abort")
             return FAILED
         st = self.status.get(key)
-        if pol.barrier and st in UNDONE:
-            seq = self._t(
-                "tx_refused",
-                saga,
-                "",
-                i,
-                step.action,
-                m.msg_id,
-                n,
-                "barrier: the compensation ran while this action was running",
-            )
+        fenced = pol.barrier and (st in UNDONE if plugged is None else st == ABANDONED)
+        if fenced:
+            verdict = "refuse"
+        else:
+            verdict = "apply" if plugged is None else self._ask(plugged, "action", saga, i, m)
+        if verdict == "skip":
+            if st == RUNNING:  # nothing new committed: back to what the store holds
+                if key in self.records:
+                    self.status[key] = COMMITTED
+                else:
+                    del self.status[key]
+            why = "the participant skipped it: already applied"
+            self._t("ignored", saga, m.source, i, m.name, m.msg_id, n, why)
+            return ALREADY
+        if verdict == "refuse":
+            if st == RUNNING and key not in self.records:
+                del self.status[key]
+            if not fenced:
+                why = "the participant refused it"
+            elif plugged is not None:
+                why = "barrier: it was declared not run while this action was running"
+            else:
+                why = "barrier: the compensation ran while this action was running"
+            seq = self._t("tx_refused", saga, "", i, step.action, m.msg_id, n, why)
             self._journal(seq, saga, i, "refused")
             return REFUSED
         write = None
         if read is not None:
             write = self._plan_write(saga, i, step.data, read, m, n)
             if isinstance(write, str):
-                if self.status.get(key) == RUNNING:
-                    del self.status[key]
+                self._aborted(key, step)
                 seq = self._t("tx_abort", saga, "", i, step.action, m.msg_id, n, write)
                 self._journal(seq, saga, i, "abort")
                 return FAILED
@@ -460,7 +534,9 @@ class Service(Node):
         st = self.status.get(key)
         step = self._steps[i]
         pol = self._policy
-        if pol.idempotent and st in (COMPENSATED, NULL_COMPENSATED, COMPENSATING):
+        plugged = self._plugged(i, COMPENSATION)
+        done = (COMPENSATED, NULL_COMPENSATED, COMPENSATING)
+        if plugged is None and pol.idempotent and st in done:
             what = "already compensated" if st != COMPENSATING else "compensation in progress"
             self._t(
                 "ignored",
@@ -473,7 +549,11 @@ class Service(Node):
                 f"{what} (idempotent consumer)",
             )
             return ALREADY if st != COMPENSATING else BUSY
-        if st not in (COMMITTED, COMPENSATED, COMPENSATING) and key not in self.records:
+        if (
+            plugged is None
+            and st not in (COMMITTED, COMPENSATED, COMPENSATING)
+            and key not in self.records
+        ):
             self.status[key] = NULL_COMPENSATED
             seq = self._t(
                 "comp_null",
@@ -489,6 +569,7 @@ class Service(Node):
             return OK
         n = self.comp_attempts.get(key, 0) + 1
         self.comp_attempts[key] = n
+        before = st
         self.status[key] = COMPENSATING
         yield self.env.timeout(self._comp_durations[i](self._u(COMP_SERVICE, saga, i, n)))
         if self._fail_comp(saga, i, n):
@@ -505,6 +586,21 @@ class Service(Node):
             )
             self._journal(seq, saga, i, "comp_fail")
             return FAILED
+        verdict = "undo" if plugged is None else self._ask(plugged, "compensation", saga, i, m)
+        if verdict == "skip":
+            if before is None:  # nothing changes in the store
+                del self.status[key]
+            else:
+                self.status[key] = before
+            why = "the participant skipped it: already undone"
+            self._t("ignored", saga, m.source, i, m.name, m.msg_id, n, why)
+            return ALREADY
+        if verdict == "null":
+            self.status[key] = NULL_COMPENSATED
+            why = "the participant found nothing to undo"
+            seq = self._t("comp_null", saga, "", i, step.compensation, m.msg_id, n, why)
+            self._journal(seq, saga, i, "comp_null")
+            return OK
         self.status[key] = COMPENSATED
         self.records.pop(key, None)
         undo = ""

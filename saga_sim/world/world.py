@@ -7,8 +7,8 @@ processes, and runs the clock to the horizon.
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from typing import TYPE_CHECKING
+from collections.abc import Generator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import simpy
 
@@ -39,6 +39,7 @@ class World:
         seed: int,
         sagas: int | None = None,
         horizon: float | None = None,
+        participants: Mapping[str, Any] | None = None,
     ):
         self.scenario = scenario
         self.faults = list(faults)
@@ -71,6 +72,9 @@ class World:
             svc = Service(self, name, spec)
             self.services[name] = svc
             self.nodes[name] = svc
+        for step, behaviour in (participants or {}).items():
+            i = self.step_index[step]
+            self.services[scenario.steps[i].service].participants[i] = behaviour
         self.notes: list[str] = []
 
     def _arrival_times(self) -> list[float]:
