@@ -97,3 +97,16 @@ def test_readme_documents_every_scenario_key():
         assert kind in tokens
     for inv in ss.INVARIANTS:
         assert f"`{inv}`" in readme
+
+
+def test_readme_python_examples_run(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.+?)\n```", text, flags=re.S)
+    assert len(blocks) >= 2
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["run"].outcome == "compensated"
+    assert namespace["cmp"].orchestration.outcome == "completed"
+    assert namespace["cmp"].choreography.outcome == "stalled"
