@@ -22,6 +22,7 @@ deduplicate, so this is safe).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Generator
 from typing import TYPE_CHECKING
 
@@ -53,6 +54,8 @@ class Coordinator(Node):
         self.log: dict[int, list[tuple[float, str, int, int]]] = {}
         self.procs: dict[int, list[simpy.Process]] = {}
         self.waiting: dict[tuple[int, int, int], simpy.Event] = {}
+        self._deadlines: deque[tuple[float, simpy.Event]] = deque()
+        self._sleeper: simpy.Event | None = None
         self.rows = world.tracer.rows
         self.send = world.network.send
 
@@ -208,17 +211,45 @@ class Coordinator(Node):
 
     def _ask(self, saga: int, i: int, phase: int, m: Message) -> Generator:
         """Send ``m`` and wait for the reply about (saga, step, phase), or the timeout."""
-        env = self.env
         self.send(m)
-        ev = env.event()
+        ev = self.env.event()
         key = (saga, i, phase)
         self.waiting[key] = ev
-        timer = env.timeout(self.policy.timeout)
-        timer.callbacks.append(lambda _t: None if ev.triggered else ev.succeed(TIMEOUT))
+        self._arm(ev)
         res = yield ev
         if self.waiting.get(key) is ev:
             del self.waiting[key]
         return res
+
+    # Reply timeouts. Every wait lasts policy.timeout, so deadlines come in the order they are
+    # set: one timer sleeps until the earliest deadline still unanswered, instead of one SimPy
+    # timeout per request (most requests are answered long before their deadline).
+
+    def _arm(self, ev: simpy.Event) -> None:
+        deadline = self.env.now + self.policy.timeout
+        self._deadlines.append((deadline, ev))
+        if self._sleeper is None:
+            self._sleep_until(deadline)
+
+    def _sleep_until(self, deadline: float) -> None:
+        timer = self.env.timeout(deadline - self.env.now)
+        timer.callbacks.append(self._wake)
+        self._sleeper = timer
+
+    def _wake(self, _timer: simpy.Event) -> None:
+        self._sleeper = None
+        now = self.env.now
+        pending = self._deadlines
+        while pending:
+            deadline, ev = pending[0]
+            if ev.triggered:
+                pending.popleft()
+            elif deadline <= now:
+                pending.popleft()
+                ev.succeed(TIMEOUT)
+            else:
+                self._sleep_until(deadline)
+                return
 
     def _invoke(self, saga: int, i: int, phase: int, attempt: int) -> Generator:
         """Send step ``i``'s command (or compensation) until it succeeds or gives up."""

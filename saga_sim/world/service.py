@@ -94,6 +94,20 @@ def _fill(template: str, saga: int) -> str:
         return template
 
 
+def _writer(writes: dict[str, str]) -> Callable[[int], tuple[dict[str, str], str]]:
+    """A function saga -> (the record a step writes, its trace detail), precompiled per step."""
+    if not any("{" in v for v in writes.values()):
+        record = dict(writes)
+        detail = ", ".join(f"{k}={v}" for k, v in record.items())
+        return lambda saga: (record, detail)
+
+    def write(saga: int) -> tuple[dict[str, str], str]:
+        record = {k: _fill(v, saga) for k, v in writes.items()}
+        return record, ", ".join(f"{k}={v}" for k, v in record.items())
+
+    return write
+
+
 class _Trigger:
     """A crash fault armed on a local transaction of this service (fires once)."""
 
@@ -143,6 +157,7 @@ class Service(Node):
         self._fail = world.fail_step
         self._fail_comp = world.fail_compensation
         self._durations = world.durations
+        self._writers = [_writer(st.writes) for st in sc.steps]
         self._comp_durations = world.comp_durations
         self._send = world.network.send
         self._triggers = [
@@ -511,11 +526,10 @@ class Service(Node):
                 seq = self._t("tx_abort", saga, "", i, step.action, m.msg_id, n, write)
                 self._journal(seq, saga, i, "abort")
                 return FAILED
-        record = {k: _fill(v, saga) for k, v in step.writes.items()}
+        record, detail = self._writers[i](saga)
         self.records[key] = record
         if st not in UNDONE:
             self.status[key] = COMMITTED
-        detail = ", ".join(f"{k}={v}" for k, v in record.items())
         if write is not None:
             detail = f"{detail}, {write[0]}" if detail else write[0]
         seq = self._t("tx_commit", saga, "", i, step.action, m.msg_id, n, detail)
