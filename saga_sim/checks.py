@@ -29,7 +29,7 @@ INVARIANTS: dict[str, str] = {
     "compensation_without_action": "A compensation undid an action that had never committed, "
     "without being recorded as a null compensation.",
     "compensation_order": "Compensations did not run in the reverse order of the actions: a step "
-    "was undone while a later step's effect still stood.",
+    "was undone while the effect of a later step that depends on it still stood.",
     "semantic_atomicity": "The saga ended with some effects applied and others not: neither all "
     "steps committed nor every committed step undone.",
     "lost_update": "A saga overwrote a shared item with a value computed from a stale read: "
@@ -62,7 +62,7 @@ Entry = tuple
 
 
 def _duplicate_effect(
-    saga: int, entries: list[Entry], names: list[str], undoable: set[int]
+    saga: int, entries: list[Entry], names: list[str], undoable: dict[int, frozenset[int]]
 ) -> list[Violation]:
     out = []
     live: dict[int, int] = {}
@@ -97,7 +97,7 @@ def _duplicate_effect(
 
 
 def _action_after_compensation(
-    saga: int, entries: list[Entry], names: list[str], undoable: set[int]
+    saga: int, entries: list[Entry], names: list[str], undoable: dict[int, frozenset[int]]
 ) -> list[Violation]:
     out = []
     undone: dict[int, int] = {}
@@ -118,7 +118,7 @@ def _action_after_compensation(
 
 
 def _compensation_without_action(
-    saga: int, entries: list[Entry], names: list[str], undoable: set[int]
+    saga: int, entries: list[Entry], names: list[str], undoable: dict[int, frozenset[int]]
 ) -> list[Violation]:
     out = []
     committed: set[int] = set()
@@ -139,7 +139,7 @@ def _compensation_without_action(
 
 
 def _compensation_order(
-    saga: int, entries: list[Entry], names: list[str], undoable: set[int]
+    saga: int, entries: list[Entry], names: list[str], undoable: dict[int, frozenset[int]]
 ) -> list[Violation]:
     out = []
     live: dict[int, int] = {}  # step -> seq of the commit that stands
@@ -149,7 +149,10 @@ def _compensation_order(
             live[i] = seq
             order.setdefault(i, len(order))
         elif op == "comp" and i in order:
-            later = [j for j in live if j != i and j in undoable and order[j] > order[i]]
+            below = undoable.get(i, frozenset())
+            later = [
+                j for j in live if j in below and j != i and j in undoable and order[j] > order[i]
+            ]
             for j in sorted(later):
                 out.append(
                     Violation(
@@ -165,7 +168,7 @@ def _compensation_order(
     return out
 
 
-CHECKS: dict[str, Callable[[int, list[Entry], list[str], set[int]], list[Violation]]] = {
+CHECKS: dict[str, Callable[[int, list[Entry], list[str], dict], list[Violation]]] = {
     "duplicate_effect": _duplicate_effect,
     "action_after_compensation": _action_after_compensation,
     "compensation_without_action": _compensation_without_action,
@@ -244,6 +247,23 @@ def isolation_violations(
     return out
 
 
+def _descendants(steps: list) -> list[frozenset[int]]:
+    """For each step, the steps that (transitively) wait for it, itself included."""
+    index = {s.name: i for i, s in enumerate(steps)}
+    preds = [
+        ((i - 1,) if i else ()) if s.after is None else tuple(index[n] for n in s.after)
+        for i, s in enumerate(steps)
+    ]
+    out = []
+    for i in range(len(steps)):
+        below = {i}
+        for j in range(i + 1, len(steps)):
+            if any(p in below for p in preds[j]):
+                below.add(j)
+        out.append(frozenset(below))
+    return out
+
+
 def judge(
     entries: Iterable[Entry],
     steps: list,
@@ -264,7 +284,8 @@ def judge(
     """
     names = [s.name for s in steps]
     no_undo = {i for i, s in enumerate(steps) if s.kind == "compensatable" and not s.undoable}
-    undoable = {i for i, s in enumerate(steps) if s.undoable}
+    below = _descendants(steps)
+    undoable = {i: below[i] for i, s in enumerate(steps) if s.undoable}
     by_saga: dict[int, list[Entry]] = {}
     for e in sorted(entries, key=lambda e: e[1]):
         by_saga.setdefault(e[2], []).append(e)

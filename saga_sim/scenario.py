@@ -14,6 +14,7 @@ import types
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -88,6 +89,12 @@ class Step(_Model):
     duration: Distribution = Exponential(mean=0.02)
     compensation_duration: Distribution | None = None
     writes: dict[str, str] = Field(default_factory=dict)
+    after: list[str] | None = Field(
+        default=None,
+        description="steps that must commit before this one starts (default: the "
+        "previous step; [] : it starts with the saga). Steps with the same predecessors run in "
+        "parallel.",
+    )
     data: StepData | None = None
     description: str = ""
 
@@ -203,6 +210,31 @@ class Scenario(_Model):
             if s.name == name:
                 return i
         raise KeyError(name)
+
+    @cached_property
+    def predecessors(self) -> tuple[tuple[int, ...], ...]:
+        """For each step, the indices of the steps that must commit before it starts."""
+        index = {st.name: i for i, st in enumerate(self.steps)}
+        out = []
+        for i, st in enumerate(self.steps):
+            if st.after is None:
+                out.append((i - 1,) if i else ())
+            else:
+                out.append(tuple(sorted(index[n] for n in st.after if n in index)))
+        return tuple(out)
+
+    @property
+    def is_linear(self) -> bool:
+        """True when every step follows the previous one (no ``after`` makes a branch)."""
+        return all(p == ((i - 1,) if i else ()) for i, p in enumerate(self.predecessors))
+
+    def descendants(self, i: int) -> frozenset[int]:
+        """Steps that (transitively) wait for step ``i``, ``i`` itself included."""
+        out = {i}
+        for j in range(i + 1, len(self.steps)):
+            if any(p in out for p in self.predecessors[j]):
+                out.add(j)
+        return frozenset(out)
 
     @property
     def pivot_index(self) -> int | None:
@@ -499,6 +531,55 @@ def _fault_problems(faults: Iterable[Any], sc: Scenario, file: str, prefix: str)
     return out
 
 
+def _after_problems(sc: Scenario, i: int, file: str) -> list[Problem]:
+    """``after`` names earlier steps; the pivot and retriable steps join every branch."""
+    s = sc.steps[i]
+    out: list[Problem] = []
+    if s.after is not None:
+        earlier = [st.name for st in sc.steps[:i]]
+        for j, name in enumerate(s.after):
+            if name not in earlier:
+                what = (
+                    "itself"
+                    if name == s.name
+                    else ("a later step" if name in [st.name for st in sc.steps] else "no step")
+                )
+                hint = ""
+                close = difflib.get_close_matches(name, earlier, n=1)
+                if close and what == "no step":
+                    hint = f" (did you mean {close[0]!r}?)"
+                out.append(
+                    Problem(
+                        file,
+                        f"steps[{i}].after[{j}]",
+                        f"{name!r} is {what}{hint}: after names steps listed before this one",
+                    )
+                )
+        if len(set(s.after)) != len(s.after):
+            out.append(Problem(file, f"steps[{i}].after", "a step is named twice"))
+    if out or s.kind == "compensatable":
+        return out
+    ancestors: set[int] = set()
+    todo = list(sc.predecessors[i])
+    while todo:
+        k = todo.pop()
+        if k not in ancestors:
+            ancestors.add(k)
+            todo += sc.predecessors[k]
+    missing = [st.name for k, st in enumerate(sc.steps[:i]) if k not in ancestors]
+    if missing:
+        out.append(
+            Problem(
+                file,
+                f"steps[{i}].after",
+                f"a {s.kind} step must come after every "
+                f"earlier step (it is the point of no return), but not after: "
+                f"{', '.join(missing)}",
+            )
+        )
+    return out
+
+
 def _reference_problems(sc: Scenario, file: str) -> list[Problem]:
     out: list[Problem] = []
     services = list(sc.services)
@@ -571,6 +652,7 @@ def _reference_problems(sc: Scenario, file: str) -> list[Problem]:
         if s.kind == "pivot":
             phase = 1
         last_kind = s.kind if order[s.kind] >= order[last_kind] else last_kind
+        out += _after_problems(sc, i, file)
     out += _fault_problems(sc.faults, sc, file, "faults")
     return out
 

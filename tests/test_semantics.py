@@ -298,3 +298,115 @@ def test_network_loss_spares_the_clients_request(signup):
     ev = run.events
     assert not ((ev["kind"] == "drop") & (ev["source"] == "client")).any()
     assert ((ev["kind"] == "drop") & (ev["source"] != "client")).any()
+
+
+# --- parallel steps (a saga as a graph) ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trip_dag() -> ss.Scenario:
+    return ss.load_scenario("scenarios/trip_booking_parallel.yaml")
+
+
+def test_parallel_steps_model(trip_dag):
+    assert trip_dag.predecessors == ((), (), (0, 1))
+    assert not trip_dag.is_linear
+    assert trip_dag.descendants(0) == {0, 2}
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_parallel_branches_run_at_once_and_join(trip_dag, style):
+    run = ss.simulate(trip_dag, style, seed=1, sagas=1)
+    ev = run.events
+    starts = ev[(ev["kind"] == "deliver") & ev["target"].isin(["cars", "hotels"])]
+    assert len(starts) == 2
+    car, hotel, flight = (
+        rows(run, "tx_commit", step=n)[0]["time"]
+        for n in ("reserve_car", "reserve_hotel", "book_flight")
+    )
+    assert flight > max(car, hotel)
+    # both branches were requested before either committed
+    assert starts["time"].max() < min(car, hotel)
+    linear = ss.load_scenario("scenarios/trip_booking.yaml")
+    assert run.sagas["latency"][0] < ss.simulate(linear, style, seed=1, sagas=1).sagas["latency"][0]
+    assert run.outcome == "completed"
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_parallel_failure_undoes_every_branch(trip_dag, style):
+    run = ss.simulate(
+        trip_dag, style, seed=1, sagas=5, faults=["{kind: fail_step, step: book_flight}"]
+    )
+    assert (run.sagas["outcome"] == "compensated").all() and not run.violations
+    for saga in range(1, 6):
+        comps = {r["step"] for r in rows(run, "comp_commit", saga=saga)}
+        assert comps == {"reserve_car", "reserve_hotel"}
+
+
+@pytest.mark.parametrize(
+    "style,barrier", [("orchestration", True), ("choreography", True), ("choreography", False)]
+)
+def test_one_branch_fails_while_the_other_runs(trip_dag, style, barrier):
+    """The hotel fails at once while the car is still being reserved."""
+    sc = policy(trip_dag, barrier=barrier)
+    slow_car = sc.steps[0].model_copy(
+        update={
+            "duration": ss.parse_scenario(sc.to_yaml())
+            .steps[0]
+            .duration.model_copy(update={"mean": 0.5})
+        }
+    )
+    sc = sc.model_copy(update={"steps": [slow_car, *sc.steps[1:]]})
+    run = ss.simulate(sc, style, seed=1, sagas=1, faults=["{kind: fail_step, step: reserve_hotel}"])
+    assert rows(run, "tx_abort", step="reserve_hotel")
+    assert not rows(run, "tx_commit", step="book_flight")
+    if style == "orchestration":
+        # the coordinator lets the car finish, then cancels it
+        assert rows(run, "tx_commit", step="reserve_car")
+        assert rows(run, "comp_commit", step="reserve_car")
+        assert run.outcome == "compensated"
+    elif barrier:
+        # the car service hears of the failure first: a null compensation fences the car off
+        assert rows(run, "comp_null", step="reserve_car")
+        assert rows(run, "tx_refused", step="reserve_car")
+        assert run.outcome == "compensated"
+    else:
+        assert rows(run, "comp_null", step="reserve_car")
+        assert [v.invariant for v in run.violations] == ["action_after_compensation"]
+        assert run.outcome == "inconsistent"
+
+
+def test_coordinator_crash_in_a_parallel_saga_recovers(trip_dag):
+    base = ss.simulate(trip_dag, "orchestration", seed=2, sagas=1)
+    at = rows(base, "tx_commit", step="reserve_car")[0]["time"] + 0.001
+    run = ss.simulate(
+        trip_dag,
+        "orchestration",
+        seed=2,
+        sagas=1,
+        faults=[{"kind": "crash_coordinator", "at": at, "for": 0.5}],
+    )
+    assert [r["detail"] for r in rows(run, "state") if r["detail"].startswith("recovering")]
+    assert run.outcome == "completed" and not run.violations
+    assert sorted(e[3] for e in run.effects) == sorted(e[3] for e in base.effects)
+
+
+def test_after_is_validated():
+    base = ss.load_scenario("scenarios/trip_booking_parallel.yaml").to_yaml()
+    bad = base.replace(
+        "after:\n  - reserve_car\n  - reserve_hotel", "after:\n  - reserve_cat\n  - book_flight"
+    )
+    with pytest.raises(ss.ScenarioError) as err:
+        ss.parse_scenario(bad)
+    text = str(err.value)
+    assert "steps[2].after[0]: 'reserve_cat' is no step (did you mean 'reserve_car'?)" in text
+    assert "steps[2].after[1]: 'book_flight' is itself" in text
+    pivot = base.replace(
+        "compensation: cancel_flight\n  kind: compensatable", "kind: pivot"
+    ).replace("after:\n  - reserve_car\n  - reserve_hotel", "after:\n  - reserve_car")
+    with pytest.raises(
+        ss.ScenarioError,
+        match=r"steps\[2\].after: a pivot step must come after "
+        r"every earlier step.*reserve_hotel",
+    ):
+        ss.parse_scenario(pivot)

@@ -62,6 +62,8 @@ def derive(sc: Scenario) -> list[Reaction]:
     failure directly (all undo at once) instead of to the next one's ``compensated`` event.
     """
     steps = sc.steps
+    if not sc.is_linear:
+        return _derive_dag(sc)
     parallel = sc.policy.compensation_order == "parallel"
     out = [Reaction("saga_requested", steps[0].service, "run", 0)]
     for i in range(1, len(steps)):
@@ -80,6 +82,57 @@ def derive(sc: Scenario) -> list[Reaction]:
             k = _prev_undoable(sc, i)
             if k is not None:
                 out.append(Reaction(f"{s.name}.compensated", steps[k].service, "compensate", k))
+    return out
+
+
+def _nearest_undoable_below(sc: Scenario, k: int) -> tuple[int, ...]:
+    """The undoable steps that wait on ``k`` with no undoable step in between."""
+    preds = sc.predecessors
+    out: list[int] = []
+    frontier = [j for j in range(k + 1, len(sc.steps)) if k in preds[j]]
+    seen: set[int] = set()
+    while frontier:
+        j = frontier.pop(0)
+        if j in seen:
+            continue
+        seen.add(j)
+        if sc.steps[j].undoable:
+            out.append(j)
+        else:
+            frontier += [x for x in range(j + 1, len(sc.steps)) if j in preds[x]]
+    return tuple(sorted(out))
+
+
+def _derive_dag(sc: Scenario) -> list[Reaction]:
+    """Subscriptions for a saga with parallel steps.
+
+    A step runs when it has seen every predecessor's ``succeeded`` event (a join). A failure is
+    heard by every step that can be undone and does not depend on the failed one: each undoes
+    itself once the undoable steps that depended on it have announced ``compensated`` (a step
+    that never ran announces it too, as a null compensation), so compensation still runs in
+    reverse order along every branch.
+    """
+    steps = sc.steps
+    preds = sc.predecessors
+    out: list[Reaction] = []
+    for j, st in enumerate(steps):
+        for p in preds[j]:
+            out.append(Reaction(f"{steps[p].name}.succeeded", st.service, "run", j))
+        if not preds[j]:
+            out.append(Reaction("saga_requested", st.service, "run", j))
+    for i, st in enumerate(steps):
+        if st.kind == "retriable":
+            continue
+        below = sc.descendants(i)
+        for k, other in enumerate(steps):
+            if other.undoable and k not in below:
+                out.append(Reaction(f"{st.name}.failed", other.service, "compensate", k))
+    for c, st in enumerate(steps):
+        if not st.undoable:
+            continue
+        for k, other in enumerate(steps[:c]):
+            if other.undoable and c in _nearest_undoable_below(sc, k):
+                out.append(Reaction(f"{st.name}.compensated", other.service, "compensate", k))
     return out
 
 
@@ -208,6 +261,22 @@ class Choreography:
         for r in self.reactions:
             self.by_topic.setdefault((r.topic, r.service), []).append(r)
         self.prev_undoable = [_prev_undoable(sc, i) for i in range(len(sc.steps))]
+        self.linear = sc.is_linear
+        if not self.linear:
+            n = len(sc.steps)
+            self.preds = sc.predecessors
+            self.below = [sc.descendants(i) for i in range(n)]
+            self.waits_for = [_nearest_undoable_below(sc, k) for k in range(n)]
+            self.sinks = {i for i in range(n) if not any(i in p for p in self.preds)}
+            above = [{k for k in range(n) if i in self.below[k] and k != i} for i in range(n)]
+            self.root_most = {
+                k for k in range(n) if not any(sc.steps[a].undoable for a in above[k])
+            }
+            # each service's own per-saga view (durable, in its database)
+            self.step_of = {st.name: i for i, st in enumerate(sc.steps)}
+            self.joined: dict[tuple[int, int], set[int]] = {}
+            self.failure: dict[tuple[str, int], int] = {}
+            self.undone_seen: dict[tuple[str, int], set[int]] = {}
         handler = self._handle
         for svc in world.services.values():
             svc.handler = handler
@@ -231,7 +300,9 @@ class Choreography:
             return
         busy = False
         for r in self.by_topic.get((m.name, svc.name), ()):
-            if r.what == "run":
+            if not self.linear:
+                res = yield from self._react_dag(svc, m, r)
+            elif r.what == "run":
                 res = yield from self._run_step(svc, m, r.step)
             else:
                 res = yield from self._compensate(svc, m, r.step)
@@ -267,7 +338,7 @@ class Choreography:
             res = yield from svc.run_action(saga, i, m)
             if res == OK:
                 self._publish(svc, saga, f"{step.name}.succeeded", i, ACTION, tries)
-                if i == len(sc.steps) - 1:
+                if (i == len(sc.steps) - 1) if self.linear else (i in self.sinks):
                     self._declare(svc, saga, "completed")
                 return res
             if res != FAILED:  # ALREADY, BUSY, REFUSED: nothing to publish
@@ -276,7 +347,13 @@ class Choreography:
                 yield from self._backoff(svc, saga, i, step.action, tries)
                 continue
             self._publish(svc, saga, f"{step.name}.failed", i, ACTION, tries)
-            if self.prev_undoable[i] is None:
+            if self.linear:
+                nobody = self.prev_undoable[i] is None
+            else:
+                nobody = not any(
+                    st.undoable and k not in self.below[i] for k, st in enumerate(sc.steps)
+                )
+            if nobody:
                 self._declare(svc, saga, "compensated")
             return res
 
@@ -290,7 +367,8 @@ class Choreography:
             res = yield from svc.run_compensation(saga, c, m)
             if res == OK:
                 self._publish(svc, saga, f"{step.name}.compensated", c, COMPENSATION, tries)
-                if self.prev_undoable[c] is None:
+                last = self.prev_undoable[c] is None if self.linear else c in self.root_most
+                if last:
                     self._declare(svc, saga, "compensated")
                 return res
             if res != FAILED:  # ALREADY or BUSY
@@ -310,3 +388,33 @@ class Choreography:
                 self._declare(svc, saga, "needs_intervention", c)
                 return res
             yield from self._backoff(svc, saga, c, step.compensation, tries)
+
+    def _react_dag(self, svc: Service, m: Message, r: Reaction) -> Generator:
+        """A service's reaction in a saga with parallel steps: joins and failure handling."""
+        saga = m.saga
+        if r.what == "run":
+            seen = self.joined.setdefault((saga, r.step), set())
+            if m.name != "saga_requested":
+                seen.add(self.step_of[m.name.rsplit(".", 1)[0]])
+            if not all(p in seen for p in self.preds[r.step]):
+                return OK  # waiting for the other branches
+            return (yield from self._run_step(svc, m, r.step))
+        key = (svc.name, saga)
+        name, outcome = m.name.rsplit(".", 1)
+        idx = self.step_of[name]
+        if outcome == "failed":
+            self.failure.setdefault(key, idx)
+        else:
+            self.undone_seen.setdefault(key, set()).add(idx)
+        failed = self.failure.get(key)
+        if failed is None:
+            return OK  # a compensation heard before the failure itself
+        k = r.step
+        waiting = [
+            c
+            for c in self.waits_for[k]
+            if c not in self.below[failed] and c not in self.undone_seen.get(key, ())
+        ]
+        if waiting:
+            return OK  # steps that depend on this one are not undone yet
+        return (yield from self._compensate(svc, m, k))

@@ -54,6 +54,8 @@ class Coordinator(Node):
         self.log: dict[int, list[tuple[float, str, int, int]]] = {}
         self.procs: dict[int, list[simpy.Process]] = {}
         self.waiting: dict[tuple[int, int, int], simpy.Event] = {}
+        self.linear = sc.is_linear
+        self.preds = sc.predecessors
         self._deadlines: deque[tuple[float, simpy.Event]] = deque()
         self._sleeper: simpy.Event | None = None
         self.rows = world.tracer.rows
@@ -104,7 +106,10 @@ class Coordinator(Node):
                 )
                 return
             self._enter(m.saga, "started", -1, 0)
-            self._spawn(m.saga, self._saga(m.saga, "executing", 0, 0))
+            if self.linear:
+                self._spawn(m.saga, self._saga(m.saga, "executing", 0, 0))
+            else:
+                self._spawn(m.saga, self._dag(m.saga))
             return
         ev = self.waiting.get((m.saga, m.step, m.phase))
         if ev is not None and not ev.triggered:
@@ -141,6 +146,10 @@ class Coordinator(Node):
         for saga, entries in self.log.items():
             _, state, i, attempt = entries[-1]
             if state in TERMINAL:
+                continue
+            if not self.linear:
+                self._t("state", saga, "", -1, "", 0, 0, "recovering")
+                self._spawn(saga, self._dag(saga))
                 continue
             if state == "started":
                 state, i, attempt = "executing", 0, 0
@@ -187,6 +196,10 @@ class Coordinator(Node):
 
     def _compensate(self, saga: int, first: int, attempt: int) -> Generator:
         targets = [c for c in range(first, -1, -1) if self.steps[c].undoable]
+        yield from self._undo(saga, targets, attempt)
+
+    def _undo(self, saga: int, targets: list[int], attempt: int) -> Generator:
+        """Compensate ``targets`` (in that order, or all at once), then end the saga."""
         if self.policy.compensation_order == "parallel" and len(targets) > 1:
             children = [self._spawn(saga, self._child(saga, c)) for c in targets]
             results = yield self.env.all_of(children)
@@ -201,11 +214,78 @@ class Coordinator(Node):
                 if res != OK:
                     self._enter(saga, "needs_intervention", c, 0)
                     return
+                self.log[saga].append((self.env.now, "undone", c, 0))
         self._enter(saga, "compensated", -1, 0)
 
     def _child(self, saga: int, c: int) -> Generator:
         try:
-            return (yield from self._invoke(saga, c, COMPENSATION, 0))
+            res = yield from self._invoke(saga, c, COMPENSATION, 0)
+            if res == OK:
+                self.log[saga].append((self.env.now, "undone", c, 0))
+            return res
+        except simpy.Interrupt:
+            return "interrupted"
+
+    # --- parallel steps (the saga is a DAG) -----------------------------------------------------
+
+    def _dag(self, saga: int) -> Generator:
+        """Run every step whose predecessors committed, in parallel; on a failure, let the steps
+        in flight finish, then undo what committed in reverse order of commit."""
+        try:
+            log = self.log[saga]
+            done = [e[2] for e in log if e[1] == "done"]
+            undo_too = [e[2] for e in log if e[1] == "undo_too"]
+            if any(e[1] == "compensating" for e in log):  # recovering mid-compensation
+                undone = {e[2] for e in log if e[1] == "undone"}
+                targets = [
+                    c for c in undo_too + done[::-1] if self.steps[c].undoable and c not in undone
+                ]
+                yield from self._undo(saga, targets, 0)
+                return
+            running: dict[int, simpy.Process] = {}
+            failed = False
+            while True:
+                if not failed:
+                    for j in range(len(self.steps)):
+                        if (
+                            j not in running
+                            and j not in done
+                            and all(p in done for p in self.preds[j])
+                        ):
+                            running[j] = self._spawn(saga, self._branch(saga, j))
+                if not running:
+                    break
+                yield self.env.any_of(list(running.values()))
+                for j, proc in list(running.items()):
+                    if proc.is_alive:
+                        continue
+                    del running[j]
+                    if proc.value == OK:
+                        done.append(j)
+                        log.append((self.env.now, "done", j, 0))
+                        continue
+                    failed = True
+                    if proc.value == "unknown" and self.steps[j].undoable:
+                        undo_too.append(j)
+                        log.append((self.env.now, "undo_too", j, 0))
+            if not failed:
+                self._enter(saga, "completed", -1, 0)
+                return
+            targets = undo_too + [c for c in reversed(done) if self.steps[c].undoable]
+            yield from self._undo(saga, targets, 0)
+        except simpy.Interrupt:
+            return
+
+    def _branch(self, saga: int, j: int) -> Generator:
+        """One step of a DAG saga: OK, FAILED (aborted), not_run or unknown."""
+        try:
+            res = yield from self._invoke(saga, j, ACTION, 0)
+            if res in (OK, FAILED):
+                return res
+            answer = "unknown"
+            if self.policy.query_status:
+                answer = yield from self._query(saga, j)
+            return OK if answer == "committed" else answer
         except simpy.Interrupt:
             return "interrupted"
 
@@ -433,10 +513,18 @@ def orchestration_states(scenario: Scenario) -> pd.DataFrame:
         targets = [c for c in range(first, -1, -1) if steps[c].undoable]
         return f"compensating:{steps[targets[0]].name}" if targets else "compensated"
 
-    rows.append(("started", ex[0], "saga requested"))
+    preds = scenario.predecessors
+    sinks = [i for i in range(len(steps)) if not any(i in p for p in preds)]
+    for i, p in enumerate(preds):
+        if not p:
+            rows.append(("started", ex[i], "saga requested"))
     for i, s in enumerate(steps):
-        nxt = ex[i + 1] if i + 1 < len(steps) else "completed"
-        rows.append((ex[i], nxt, f"{s.action} ok"))
+        nexts = [ex[j] for j, p in enumerate(preds) if i in p]
+        if i in sinks:
+            nexts.append("completed")
+        for nxt in nexts:
+            rows.append((ex[i], nxt, f"{s.action} ok"))
+        nxt = nexts[0]
         rows.append((ex[i], ex[i], "timeout: retry" if s.kind != "retriable" else "failed: retry"))
         if s.kind == "retriable":
             continue
