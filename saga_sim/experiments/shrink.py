@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from ..checks import INVARIANTS, OUTCOMES
+from ..faults import FAULT_KINDS
 from ..run import Run, _resolve_scenario, simulate
 from ..scenario import Problem, Scenario, ScenarioError, parse_faults
 from ..styles import STYLES
@@ -42,18 +43,7 @@ def random_plan(
     timeout = sc.policy.timeout
     plan: list[dict[str, Any]] = []
     for _ in range(rng.randint(1, max_faults)):
-        kind = rng.choice(
-            [
-                "fail_step",
-                "fail_compensation",
-                "crash",
-                "crash_coordinator",
-                "drop",
-                "duplicate",
-                "delay",
-                "partition",
-            ]
-        )
+        kind = rng.choice(FAULT_KINDS)
         at = _r(rng.uniform(0, span))
         down = _r(rng.uniform(0.1, 3.0) * timeout)
         if kind == "fail_compensation" and not undoable:

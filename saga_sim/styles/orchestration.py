@@ -58,26 +58,7 @@ class Coordinator(Node):
         self.preds = sc.predecessors
         self._deadlines: deque[tuple[float, simpy.Event]] = deque()
         self._sleeper: simpy.Event | None = None
-        self.rows = world.tracer.rows
         self.send = world.network.send
-
-    def _t(
-        self,
-        kind: str,
-        saga: int,
-        target: str,
-        i: int,
-        message: str,
-        msg_id: int,
-        attempt: int,
-        detail: str,
-    ) -> None:
-        step = self.steps[i].name if i >= 0 else ""
-        self.rows.append(
-            (self.env.now, saga, kind, self.name, target, step, message, msg_id, attempt, detail)
-        )
-
-    # --- log -----------------------------------------------------------------------------------
 
     def _enter(self, saga: int, state: str, i: int, attempt: int) -> None:
         self.log.setdefault(saga, []).append((self.env.now, state, i, attempt))

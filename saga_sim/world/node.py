@@ -22,6 +22,27 @@ class Node:
         self.up = True
         self._down = 0
         self.on_restart: list[Callable[[], None]] = []
+        self._rows = world.tracer.rows
+        self._step_names = [st.name for st in world.scenario.steps]
+
+    def _t(
+        self,
+        kind: str,
+        saga: int,
+        target: str,
+        i: int,
+        message: str,
+        msg_id: int,
+        attempt: int,
+        detail: str = "",
+    ) -> int:
+        """Trace an event of this node about step ``i`` (-1: none); returns its row number."""
+        rows = self._rows
+        step = self._step_names[i] if i >= 0 else ""
+        rows.append(
+            (self.env.now, saga, kind, self.name, target, step, message, msg_id, attempt, detail)
+        )
+        return len(rows) - 1
 
     def receive(self, m: Message) -> None:  # pragma: no cover - overridden
         raise NotImplementedError

@@ -153,7 +153,6 @@ class Service(Node):
         self._steps = sc.steps
         self._policy = sc.policy
         self._u = world.streams.u
-        self._rows = world.tracer.rows
         self._fail = world.fail_step
         self._fail_comp = world.fail_compensation
         self._durations = world.durations
@@ -171,25 +170,6 @@ class Service(Node):
         self.locks: dict[str, int] = {}  # item -> saga holding its semantic lock
         self._isolation = sc.policy.isolation
         self._data_log = world.data_log
-
-    def _t(
-        self,
-        kind: str,
-        saga: int,
-        target: str,
-        i: int,
-        message: str,
-        msg_id: int,
-        attempt: int,
-        detail: str = "",
-    ) -> int:
-        """Trace an event of this service; returns its row number."""
-        rows = self._rows
-        step = self._steps[i].name if i >= 0 else ""
-        rows.append(
-            (self.env.now, saga, kind, self.name, target, step, message, msg_id, attempt, detail)
-        )
-        return len(rows) - 1
 
     def _journal(self, seq: int, saga: int, i: int, op: str) -> None:
         self.journal.append((self.env.now, seq, saga, i, op, self.name))
