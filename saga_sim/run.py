@@ -106,14 +106,14 @@ class Run:
                 timeouts[row[1]] += 1
         comps = [0] * (n + 1)
         last = [math.nan] * (n + 1)
-        live: list[dict[int, int]] = [{} for _ in range(n + 1)]
+        live: dict[int, set[int]] = {}
         for t, _seq, saga, i, op, _svc in self._journal:
             last[saga] = t
             if op == "comp":
                 comps[saga] += 1
-                live[saga].pop(i, None)
+                live[saga].discard(i)
             elif op == "commit":
-                live[saga][i] = 1
+                live.setdefault(saga, set()).add(i)
         nviol = [0] * (n + 1)
         for v in self.violations:
             nviol[v.saga] += 1
@@ -138,7 +138,7 @@ class Run:
                     retries[saga],
                     timeouts[saga],
                     nviol[saga],
-                    len(live[saga]),
+                    len(live.get(saga, ())),
                 )
             )
         df = pd.DataFrame(rows, columns=list(SAGA_COLUMNS))

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from ..world.deadlines import Deadlines
 from ..world.messages import ACTION, COMPENSATION, REPLY, REQUEST, Message
 from ..world.node import Node
 from ..world.service import BUSY, FAILED, OK, Service
@@ -166,6 +167,10 @@ class Broker(Node):
             self.subs.setdefault(r.topic, []).append(r)
         self.unacked: dict[str, dict[int, Message]] = {name: {} for name in world.services}
         self.send = world.network.send
+        wait = world.scenario.policy.redelivery
+        self._redelivery = (
+            None if wait is None else Deadlines(self.env, wait, self._overdue, self._pending)
+        )
         for name, svc in world.services.items():
             svc.on_restart.append(lambda name=name: self._redeliver(name))
 
@@ -198,11 +203,11 @@ class Broker(Node):
 
     def _watch(self, d: Message) -> None:
         """Redeliver ``d`` if it is still unacknowledged after the redelivery timeout."""
-        wait = self.world.scenario.policy.redelivery
-        if wait is None:
-            return
-        timer = self.env.timeout(wait)
-        timer.callbacks.append(lambda _t: self._overdue(d))
+        if self._redelivery is not None:
+            self._redelivery.add(d)
+
+    def _pending(self, d: Message) -> bool:
+        return self.unacked[d.target].get(d.msg_id) is d
 
     def _overdue(self, d: Message) -> None:
         pending = self.unacked[d.target]

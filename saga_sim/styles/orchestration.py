@@ -22,13 +22,13 @@ deduplicate, so this is safe).
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Generator
 from typing import TYPE_CHECKING
 
 import pandas as pd
 import simpy
 
+from ..world.deadlines import Deadlines
 from ..world.messages import ACTION, COMPENSATION, REPLY, REQUEST, STATUS, Message
 from ..world.node import Node
 from ..world.service import ALREADY, BUSY, FAILED, OK, REFUSED, Service
@@ -56,8 +56,13 @@ class Coordinator(Node):
         self.waiting: dict[tuple[int, int, int], simpy.Event] = {}
         self.linear = sc.is_linear
         self.preds = sc.predecessors
-        self._deadlines: deque[tuple[float, simpy.Event]] = deque()
-        self._sleeper: simpy.Event | None = None
+        # reply timeouts: every wait lasts policy.timeout (one timer for all of them)
+        self._timeouts = Deadlines(
+            self.env,
+            self.policy.timeout,
+            lambda ev: ev.succeed(TIMEOUT),
+            lambda ev: not ev.triggered,
+        )
         self.send = world.network.send
 
     def _enter(self, saga: int, state: str, i: int, attempt: int) -> None:
@@ -276,41 +281,11 @@ class Coordinator(Node):
         ev = self.env.event()
         key = (saga, i, phase)
         self.waiting[key] = ev
-        self._arm(ev)
+        self._timeouts.add(ev)
         res = yield ev
         if self.waiting.get(key) is ev:
             del self.waiting[key]
         return res
-
-    # Reply timeouts. Every wait lasts policy.timeout, so deadlines come in the order they are
-    # set: one timer sleeps until the earliest deadline still unanswered, instead of one SimPy
-    # timeout per request (most requests are answered long before their deadline).
-
-    def _arm(self, ev: simpy.Event) -> None:
-        deadline = self.env.now + self.policy.timeout
-        self._deadlines.append((deadline, ev))
-        if self._sleeper is None:
-            self._sleep_until(deadline)
-
-    def _sleep_until(self, deadline: float) -> None:
-        timer = self.env.timeout(deadline - self.env.now)
-        timer.callbacks.append(self._wake)
-        self._sleeper = timer
-
-    def _wake(self, _timer: simpy.Event) -> None:
-        self._sleeper = None
-        now = self.env.now
-        pending = self._deadlines
-        while pending:
-            deadline, ev = pending[0]
-            if ev.triggered:
-                pending.popleft()
-            elif deadline <= now:
-                pending.popleft()
-                ev.succeed(TIMEOUT)
-            else:
-                self._sleep_until(deadline)
-                return
 
     def _invoke(self, saga: int, i: int, phase: int, attempt: int) -> Generator:
         """Send step ``i``'s command (or compensation) until it succeeds or gives up."""

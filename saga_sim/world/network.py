@@ -86,6 +86,9 @@ class Network:
             if isinstance(f, Partition)
         ]
         self.step_names = [s.name for s in world.scenario.steps]
+        self.plain = not (
+            self.partitions or self.drops or self.dups or self.delays or self.loss or self.dup
+        )
 
     # ---------------------------------------------------------------------------------------
 
@@ -122,6 +125,25 @@ class Network:
             self.next_id += 1
             m.msg_id = self.next_id
         self.sent += 1
+        if self.plain:  # no faults, no loss, no duplication: the common case, kept short
+            step = self.step_names[m.step] if m.step >= 0 else ""
+            self.rows.append(
+                (
+                    self.env.now,
+                    m.saga,
+                    "send",
+                    m.source,
+                    m.target,
+                    step,
+                    m.name,
+                    m.msg_id,
+                    m.attempt,
+                    m.note,
+                )
+            )
+            delay = self.latency(self.u(LATENCY, m.saga, m.step, m.leg, m.phase, m.attempt, 0))
+            self.env.timeout(delay).callbacks.append(lambda _ev: self._arrive(m, 0))
+            return
         trace = self._trace
         trace("send", m, m.note)
         if self.partitions:

@@ -148,6 +148,7 @@ class Service(Node):
         self.participants: dict[int, Any] = {}  # step index -> plugged behaviour
         self.db: dict[Any, Any] = {}  # the plugged behaviour's own durable table
         self.busy: dict[simpy.Process, Message] = {}
+        self._busy_ids: dict[int, int] = {}  # message id -> handlers working on it
         self.workers = [self.env.process(self._work()) for _ in range(spec.workers)]
         sc = world.scenario
         self._steps = sc.steps
@@ -194,12 +195,18 @@ class Service(Node):
                 m = yield wake
             proc = env.active_process
             self.busy[proc] = m
+            ids = self._busy_ids
+            ids[m.msg_id] = ids.get(m.msg_id, 0) + 1
             try:
                 yield from self.handler(self, m)
             except simpy.Interrupt:
                 pass
             finally:
                 del self.busy[proc]
+                if ids[m.msg_id] == 1:
+                    del ids[m.msg_id]
+                else:
+                    ids[m.msg_id] -= 1
 
     def _lose_work(self) -> None:
         me = self.env.active_process
@@ -261,11 +268,10 @@ class Service(Node):
             return False
         if m.msg_id in self.seen:
             why = "duplicate message id: already handled"
-        else:
-            me = self.env.active_process
-            if not any(o.msg_id == m.msg_id for p, o in self.busy.items() if p is not me):
-                return False
+        elif self._busy_ids.get(m.msg_id, 0) > 1:  # this handler counts itself once
             why = "duplicate message id: being handled by another worker"
+        else:
+            return False
         self._t("ignored", m.saga, m.source, m.step, m.name, m.msg_id, m.attempt, why)
         return True
 
