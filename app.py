@@ -479,30 +479,42 @@ def sidebar_safeguards(sc: ss.Scenario) -> None:
     title = "Safeguards" + (f" ({len(changed)} changed)" if changed else "")
     with st.sidebar.expander(title, icon=":material/shield:"):
         st.caption(
-            "Each switch is a scenario `policy` key; switch one off to see the failure it "
-            "prevents, in both styles. They travel in the link like every other knob."
+            "Switch one off to see the failure it prevents, in both styles (or load a lesson "
+            "below). Each is a scenario `policy` key and travels in the link."
         )
 
         def why(name: str) -> None:
-            path, text = ss.SAFEGUARDS[name]
-            st.caption(f"`{path}` — {text}")
+            st.caption(ss.SAFEGUARDS[name][1])
+
+        def key_of(name: str) -> str:
+            return f"Scenario key: `{ss.SAFEGUARDS[name][0]}` (scenario: {defaults[name]})"
 
         for name in ("idempotent", "outbox", "barrier", "query_status"):
-            st.toggle(SWITCH_LABELS[name], key=name)
+            st.toggle(SWITCH_LABELS[name], key=name, help=key_of(name))
             why(name)
         st.segmented_control(
             SWITCH_LABELS["compensation_order"],
             ["reverse", "parallel"],
             key="compensation_order",
             required=True,
+            help=key_of("compensation_order"),
         )
         why("compensation_order")
         st.number_input(
-            SWITCH_LABELS["redelivery"], min_value=0.0, max_value=1e6, step=0.5, key="redelivery"
+            SWITCH_LABELS["redelivery"],
+            min_value=0.0,
+            max_value=1e6,
+            step=0.5,
+            key="redelivery",
+            help=key_of("redelivery"),
         )
         why("redelivery")
         st.number_input(
-            SWITCH_LABELS["max_redeliveries"], min_value=0, max_value=1000, key="max_redeliveries"
+            SWITCH_LABELS["max_redeliveries"],
+            min_value=0,
+            max_value=1000,
+            key="max_redeliveries",
+            help=key_of("max_redeliveries"),
         )
         why("max_redeliveries")
         st.number_input(
@@ -510,6 +522,7 @@ def sidebar_safeguards(sc: ss.Scenario) -> None:
             min_value=0,
             max_value=100,
             key="compensation_retries",
+            help=key_of("compensation_retries"),
         )
         why("compensation_retries")
         st.markdown("**Isolation between concurrent sagas**")
@@ -519,7 +532,7 @@ def sidebar_safeguards(sc: ss.Scenario) -> None:
                 "nothing here. Try *Orders racing for limited stock*."
             )
         for name in ISOLATION:
-            st.toggle(SWITCH_LABELS[name], key=name)
+            st.toggle(SWITCH_LABELS[name], key=name, help=key_of(name))
             why(name)
         st.button(
             "Reset safeguards to the scenario's",
@@ -542,9 +555,8 @@ def sidebar_lessons(sc: ss.Scenario) -> None:
     lesson = lesson_by_key(sc, key)
     if lesson is not None:
         st.sidebar.caption(lesson.lesson)
-        c1, c2 = st.sidebar.columns(2)
-        c1.button(
-            "Show the failure",
+        st.sidebar.button(
+            "Show the failure (safeguard off)",
             key="lesson_without",
             on_click=apply_lesson,
             args=(lesson.key, False),
@@ -553,8 +565,8 @@ def sidebar_lessons(sc: ss.Scenario) -> None:
             help="Loads the lesson's faults with the safeguard off (the other knobs as the "
             "scenario sets them).",
         )
-        c2.button(
-            "Switch it on",
+        st.sidebar.button(
+            "Switch the safeguard on",
             key="lesson_with",
             on_click=apply_lesson,
             args=(lesson.key, True),
@@ -574,7 +586,10 @@ def lesson_banner(sc: ss.Scenario, cfg: ss.RunConfig) -> None:
     """While the configuration is a lesson's, say which lesson and what to look for."""
     defaults = scenario_defaults(sc)
     faults = tuple(cfg.faults)
-    for lesson in ss.lessons(sc):
+    chosen = st.session_state.get("lesson")
+    # Several lessons can share a configuration (the race without any countermeasure): the one
+    # chosen in the sidebar speaks first.
+    for lesson in sorted(ss.lessons(sc), key=lambda x: x.key != chosen):
         if not lesson.applies:
             continue
         try:
@@ -590,17 +605,20 @@ def lesson_banner(sc: ss.Scenario, cfg: ss.RunConfig) -> None:
             state.update(dict(knobs))
             have = {k: st.session_state.get(k, defaults[k]) for k in ss.KNOBS}
             if have == state:
-                switch = lesson.switch
                 if fixed:
                     st.success(
                         f"**Lesson: {lesson.label}**, safeguard on. {lesson.fixed}",
                         icon=":material/verified_user:",
                     )
                 else:
+                    fix = ", ".join(
+                        f"`{ss.SAFEGUARDS[k][0]}: {str(v).lower()}`"
+                        for k, v in lesson.fix or ()
+                        if v != dict(lesson.without).get(k)
+                    )
                     hint = (
-                        f" Then switch `{ss.SAFEGUARDS[switch][0]}` back (sidebar › Safeguards, "
-                        "or *Switch it on*)."
-                        if switch
+                        f" Then click *Switch the safeguard on* in the sidebar ({fix})."
+                        if fix
                         else ""
                     )
                     st.warning(
@@ -1263,8 +1281,8 @@ def matrix_section(ctx: Context) -> None:
 
 
 RATE_FIELDS = (
-    ("step_failure", "Step failure (per saga & step)", 0.0, 1.0, 0.01),
-    ("compensation_failure", "Compensation fails once (per saga & step)", 0.0, 1.0, 0.01),
+    ("step_failure", "Step failure rate", 0.0, 1.0, 0.01),
+    ("compensation_failure", "Compensation failure rate", 0.0, 1.0, 0.01),
     ("crash", "Service crashes per s", 0.0, 100.0, 0.001),
     ("coordinator_crash", "Orchestrator crashes per s", 0.0, 100.0, 0.001),
     ("crash_duration", "Mean seconds down", 0.001, 1e6, 0.1),
@@ -1281,7 +1299,8 @@ def monte_carlo_section(ctx: Context) -> None:
     )
     defaults = ss.Rates()
     with st.form("mc_form", border=False):
-        st.number_input(
+        cols = st.columns(4)
+        cols[0].number_input(
             "Sagas per style",
             min_value=10,
             max_value=MC_MAX,
@@ -1291,8 +1310,7 @@ def monte_carlo_section(ctx: Context) -> None:
             help=f"At most {MC_MAX:,} here (a few seconds); the library and the CLI take "
             "millions, on a process pool or a Dask cluster.",
         )
-        cols = st.columns(4)
-        for i, (name, label, lo, hi, step) in enumerate(RATE_FIELDS):
+        for i, (name, label, lo, hi, step) in enumerate(RATE_FIELDS, start=1):
             value = getattr(defaults, name)
             cols[i % 4].number_input(
                 label,
@@ -1354,11 +1372,29 @@ def monte_carlo_section(ctx: Context) -> None:
     c1.markdown("**Outcome shares** (95 % Wilson interval)")
     c1.dataframe(shown, key="mc_table")
     ps = res["per_saga"].set_index("style")
-    c2.markdown("**Per saga**")
-    c2.dataframe(
-        ps[["messages", "compensations", "retries", "timeouts", "violation_share"]].T,
-        key="mc_per_saga",
+    per = pd.DataFrame(
+        {
+            style: [
+                f"{ps.loc[style, 'messages']:.2f} [{ps.loc[style, 'messages_ci_low']:.2f}, "
+                f"{ps.loc[style, 'messages_ci_high']:.2f}]",
+                f"{ps.loc[style, 'compensations']:.3f} [{ps.loc[style, 'compensations_ci_low']:.3f}"
+                f", {ps.loc[style, 'compensations_ci_high']:.3f}]",
+                f"{ps.loc[style, 'retries']:.3f}",
+                f"{ps.loc[style, 'timeouts']:.3f}",
+                f"{ps.loc[style, 'violation_share']:.1%}",
+            ]
+            for style in ps.index
+        },
+        index=[
+            "messages per saga",
+            "compensations per saga",
+            "retries per saga",
+            "timeouts per saga",
+            "sagas with a violation",
+        ],
     )
+    c2.markdown("**Per saga** (mean [95 % interval])")
+    c2.dataframe(per, key="mc_per_saga")
     viol = res["violations"]
     viol = viol[viol["count"] > 0]
     if len(viol):

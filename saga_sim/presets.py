@@ -384,12 +384,20 @@ def lessons(scenario: Scenario) -> tuple[Lesson, ...]:
         )
     )
     removes = {
-        "semantic_lock": ("semantic lock", "lost updates, dirty reads and non-repeatable reads"),
-        "commutative": ("commutative updates", "lost updates"),
-        "reread": ("reread value", "lost updates and non-repeatable reads"),
-        "version": ("version file", "lost updates"),
+        "semantic_lock": (
+            "semantic lock",
+            "lost updates, dirty reads and non-repeatable reads",
+            " The price: a saga that finds the item pending aborts and is compensated.",
+        ),
+        "commutative": ("commutative updates", "lost updates", ""),
+        "reread": (
+            "reread value",
+            "lost updates and non-repeatable reads",
+            " The price: a saga whose item changed since it read it aborts.",
+        ),
+        "version": ("version file", "lost updates", ""),
     }
-    for switch, (name, gone) in removes.items():
+    for switch, (name, gone, price) in removes.items():
         out.append(
             Lesson(
                 f"isolation_{switch}",
@@ -400,7 +408,7 @@ def lessons(scenario: Scenario) -> tuple[Lesson, ...]:
                 tuple((k, k == switch) for k in _ISOLATION),
                 "Without a countermeasure the concurrent sagas show lost updates, dirty reads "
                 "and non-repeatable reads.",
-                f"With the {name} on, the {gone} are gone (in both styles).",
+                f"With the {name} on, the {gone} are gone (in both styles).{price}",
                 seed=0,
                 sagas=None,
                 reason=iso_reason,

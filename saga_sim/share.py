@@ -47,37 +47,34 @@ _MAX_YAML_PARAM = 200_000
 SAFEGUARDS: dict[str, tuple[str, str]] = {
     "idempotent": (
         "policy.idempotent",
-        "Consumers deduplicate by message id and compensations are idempotent; off, a "
-        "duplicate delivery applies its effect twice.",
+        "Consumers drop duplicate messages; off, a duplicate applies its effect twice.",
     ),
     "outbox": (
         "policy.outbox",
-        "A local commit and its outgoing message commit together (a relay sends it after a "
-        "crash); off, a crash right after the commit loses the message.",
+        "A commit and its outgoing message are saved together; off, a crash in between "
+        "loses the message.",
     ),
     "barrier": (
         "policy.barrier",
-        "A late action whose compensation already ran is refused (and recorded as a null "
-        "compensation); off, it runs after its own undo.",
+        "A late action whose compensation already ran is refused; off, it runs after its undo.",
     ),
     "query_status": (
         "policy.query_status",
-        "Orchestration: after a step times out for good, the coordinator asks its service "
-        "whether it ran before compensating.",
+        "Orchestration: after a final timeout, ask the service whether the step ran before "
+        "compensating.",
     ),
     "compensation_order": (
         "policy.compensation_order",
-        "Undo committed steps one by one in reverse order, or all at once (parallel, as some "
-        "engines do).",
+        "Undo committed steps one by one, last first (reverse), or all at once (parallel).",
     ),
     "redelivery": (
         "policy.redelivery",
-        "Choreography: the broker redelivers a message not acknowledged after this many "
-        "seconds (off: only when the subscriber restarts).",
+        "Choreography: the broker resends an unacknowledged message after this many seconds "
+        "(0: only when the subscriber restarts).",
     ),
     "max_redeliveries": (
         "policy.max_redeliveries",
-        "Choreography: redeliveries before a message goes to the dead-letter queue.",
+        "Choreography: resends before a message goes to the dead-letter queue.",
     ),
     "compensation_retries": (
         "policy.compensation_retries",
@@ -85,23 +82,20 @@ SAFEGUARDS: dict[str, tuple[str, str]] = {
     ),
     "semantic_lock": (
         "policy.isolation.semantic_lock",
-        "A step that touches a shared item leaves it pending (locked by its saga) until the "
-        "saga ends; other sagas' steps on it abort.",
+        "A touched item stays pending (locked) until its saga ends; other sagas' steps on it "
+        "abort.",
     ),
     "commutative": (
         "policy.isolation.commutative",
-        "Updates are applied as increments to the current value, not as a value computed "
-        "from an earlier read.",
+        "Updates add to the current value instead of writing a value computed earlier.",
     ),
     "reread": (
         "policy.isolation.reread",
-        "Before writing, reread the item; if another saga changed it since this saga read "
-        "it, abort.",
+        "Reread an item before writing; if another saga changed it since, abort.",
     ),
     "version": (
         "policy.isolation.version",
-        "Optimistic versioning: a write whose read version is stale is re-executed on the "
-        "current value.",
+        "A write based on a stale version is redone on the current value.",
     ),
 }
 """The safeguard switches: knob name -> (scenario field path, one-line explanation)."""
