@@ -526,13 +526,14 @@ def sidebar_safeguards(sc: ss.Scenario) -> None:
         )
         why("compensation_retries")
         st.markdown("**Isolation between concurrent sagas**")
-        if not any(s.data is not None for s in sc.steps):
+        shared = any(s.data is not None for s in sc.steps)
+        if not shared:
             st.caption(
-                "This scenario has no shared data (no step with a `data` item): these change "
+                "This scenario has no shared data (no step with a `data` item), so these change "
                 "nothing here. Try *Orders racing for limited stock*."
             )
         for name in ISOLATION:
-            st.toggle(SWITCH_LABELS[name], key=name, help=key_of(name))
+            st.toggle(SWITCH_LABELS[name], key=name, help=key_of(name), disabled=not shared)
             why(name)
         st.button(
             "Reset safeguards to the scenario's",
@@ -1295,7 +1296,8 @@ def monte_carlo_section(ctx: Context) -> None:
     st.subheader("Monte Carlo")
     st.caption(
         "Many sagas per style under random faults drawn from these rates; both styles meet the "
-        "same draws (common random numbers). Seed: the sidebar's."
+        "same draws (common random numbers). The scenario with the sidebar's knobs, "
+        "safeguards and seed; the active faults are not added (the rates draw their own)."
     )
     defaults = ss.Rates()
     with st.form("mc_form", border=False):
