@@ -347,7 +347,8 @@ def on_apply_yaml() -> None:
 
 def on_scenario_change() -> None:
     st.session_state.pop("upload_problems", None)
-    st.session_state.pop("lesson", None)
+    for key in ("lesson", "matrix_pick", "sweep_param", "sweep_values"):
+        st.session_state.pop(key, None)
     reset_knobs()
     sc = parsed(base_yaml())
     st.session_state["sagas"] = min(sc.workload.sagas, MAX_SAGAS)
@@ -419,13 +420,17 @@ def sidebar_scenario() -> None:
     names = bundled_names()
     options = list(names) + ([CUSTOM] if st.session_state.get("custom_yaml") else [])
 
+    # Labels are worked out now: the format function must not read the session state, which
+    # is not there when Streamlit (or AppTest) formats the options outside a script run.
+    labels = {name: parsed(bundled_yaml(name)).title or name for name in names}
+    if CUSTOM in options:
+        try:
+            labels[CUSTOM] = f"{parsed(st.session_state['custom_yaml']).title or 'custom'} (yours)"
+        except ss.ScenarioError:
+            labels[CUSTOM] = "custom"
+
     def label(name: str) -> str:
-        if name == CUSTOM:
-            try:
-                return f"{parsed(st.session_state['custom_yaml']).title or 'custom'} (yours)"
-            except ss.ScenarioError:
-                return "custom"
-        return parsed(bundled_yaml(name)).title or name
+        return labels.get(name, name)
 
     st.sidebar.selectbox(
         "Scenario",

@@ -301,3 +301,33 @@ def test_compensation_keeps_failing_shows_dead_letters_and_needs_intervention():
     assert len(dead) == 2  # one dead-letter queue per style
     for frame in dead:
         assert list(frame["step"]) == ["create_user"]
+
+
+ONE_STEP = "name: one\nservices: {a: {}}\nsteps:\n  - {name: only, service: a, action: do}\n"
+
+
+def test_a_one_step_scenario_of_ones_own_gets_its_matrix_lessons_and_sweep():
+    cfg = ss.RunConfig(scenario="custom", scenario_yaml=ONE_STEP)
+    at = experiments(ss.encode_config(cfg))
+    ok(at)
+    assert len(at.selectbox(key="matrix_pick").options) == 1 + 8  # no fault + 8 per step
+    assert at.selectbox(key="lesson").options == [
+        "duplicate without idempotency",
+        "crash after commit without outbox",
+        "broker gives up: dead letter",
+        "broker without redelivery",
+    ]
+    at.button(key="sweep_run").click().run()
+    ok(at)
+    assert any("runs simulated" in m.value for m in at.markdown)
+
+
+def test_switching_scenario_resets_the_experiment_pickers():
+    at = experiments()
+    at.selectbox(key="sweep_param").set_value("services.identity.workers").run()
+    at.selectbox(key="scenario_choice").set_value("trip_booking").run()
+    ok(at)
+    assert at.session_state["sweep_param"] == "network.loss"
+    assert len(at.selectbox(key="matrix_pick").options) == ss.count_fault_points(
+        ss.load_scenario(ROOT / "scenarios" / "trip_booking.yaml")
+    )
