@@ -11,6 +11,7 @@ the URL query string, so a link reproduces a run.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ import yaml
 
 import saga_sim as ss
 from saga_sim import viz
+from saga_sim.experiments import SWEEP_METRICS, get_param, param_paths
+from saga_sim.viz import experiments as vx
 
 ROOT = Path(__file__).resolve().parent
 SCENARIO_DIR = ROOT / "scenarios"
@@ -55,7 +58,22 @@ VIEWS = (
     "Experiments",
     "Share & export",
 )
-KNOBS = ("latency_ms", "loss", "duplicate", "timeout", "retries")
+KNOBS = ss.KNOBS
+SWITCH_LABELS = {
+    "idempotent": "Idempotent consumers",
+    "outbox": "Transactional outbox",
+    "barrier": "Barrier against late actions",
+    "query_status": "Ask before compensating (status query)",
+    "compensation_order": "Compensation order",
+    "redelivery": "Broker redelivery after (s), 0 = off",
+    "max_redeliveries": "Redeliveries before the dead-letter queue",
+    "compensation_retries": "Compensation retries",
+    "semantic_lock": "Semantic lock",
+    "commutative": "Commutative updates",
+    "reread": "Reread value before writing",
+    "version": "Version file (optimistic)",
+}
+ISOLATION = ("semantic_lock", "commutative", "reread", "version")
 
 
 def bundled_names() -> tuple[str, ...]:
@@ -136,13 +154,27 @@ class Context:
 
 
 def scenario_defaults(sc: ss.Scenario) -> dict[str, Any]:
-    """The knob values a scenario itself sets."""
+    """The knob values a scenario itself sets (every name of ``ss.KNOBS``)."""
+    p = sc.policy
+    iso = p.isolation
     return {
         "latency_ms": round(sc.network.latency.mean_value * 1000, 3),
         "loss": float(sc.network.loss),
         "duplicate": float(sc.network.duplicate),
-        "timeout": float(sc.policy.timeout),
-        "retries": int(sc.policy.retries),
+        "timeout": float(p.timeout),
+        "retries": int(p.retries),
+        "idempotent": bool(p.idempotent),
+        "outbox": bool(p.outbox),
+        "barrier": bool(p.barrier),
+        "query_status": bool(p.query_status),
+        "compensation_order": str(p.compensation_order),
+        "redelivery": 0.0 if p.redelivery is None else float(p.redelivery),
+        "max_redeliveries": int(p.max_redeliveries),
+        "compensation_retries": int(p.compensation_retries),
+        "semantic_lock": bool(iso.semantic_lock),
+        "commutative": bool(iso.commutative),
+        "reread": bool(iso.reread),
+        "version": bool(iso.version),
     }
 
 
@@ -315,6 +347,8 @@ def on_apply_yaml() -> None:
 
 def on_scenario_change() -> None:
     st.session_state.pop("upload_problems", None)
+    for key in ("lesson", "matrix_pick", "sweep_param", "sweep_values"):
+        st.session_state.pop(key, None)
     reset_knobs()
     sc = parsed(base_yaml())
     st.session_state["sagas"] = min(sc.workload.sagas, MAX_SAGAS)
@@ -349,6 +383,35 @@ def add_fault(data: dict) -> None:
     st.session_state["faults"] = [*st.session_state.get("faults", []), ss.fault_text(f)]
 
 
+def reset_safeguards() -> None:
+    sc = parsed(base_yaml())
+    defaults = scenario_defaults(sc)
+    for k in ss.SAFEGUARDS:
+        st.session_state[k] = defaults[k]
+
+
+def lesson_by_key(sc: ss.Scenario, key: str | None) -> ss.Lesson | None:
+    return next((x for x in ss.lessons(sc) if x.key == key), None)
+
+
+def apply_lesson(key: str, fixed: bool) -> None:
+    """Load a lesson: the scenario's own knobs, then the lesson's switches, faults, seed and
+    saga count."""
+    sc = parsed(base_yaml())
+    lesson = lesson_by_key(sc, key)
+    if lesson is None or not lesson.applies:
+        return
+    for k, v in scenario_defaults(sc).items():
+        st.session_state[k] = v
+    for k, v in (lesson.fix if fixed else lesson.without) or ():
+        st.session_state[k] = v
+    st.session_state["faults"] = [ss.fault_text(f) for f in ss.parse_faults(lesson.faults, sc)]
+    st.session_state["seed"] = lesson.seed
+    sagas = lesson.sagas if lesson.sagas is not None else sc.workload.sagas
+    st.session_state["sagas"] = min(sagas, MAX_SAGAS)
+    st.session_state["saga"] = 1
+
+
 # --------------------------------------------------------------------------------------------
 # Sidebar
 
@@ -357,13 +420,17 @@ def sidebar_scenario() -> None:
     names = bundled_names()
     options = list(names) + ([CUSTOM] if st.session_state.get("custom_yaml") else [])
 
+    # Labels are worked out now: the format function must not read the session state, which
+    # is not there when Streamlit (or AppTest) formats the options outside a script run.
+    labels = {name: parsed(bundled_yaml(name)).title or name for name in names}
+    if CUSTOM in options:
+        try:
+            labels[CUSTOM] = f"{parsed(st.session_state['custom_yaml']).title or 'custom'} (yours)"
+        except ss.ScenarioError:
+            labels[CUSTOM] = "custom"
+
     def label(name: str) -> str:
-        if name == CUSTOM:
-            try:
-                return f"{parsed(st.session_state['custom_yaml']).title or 'custom'} (yours)"
-            except ss.ScenarioError:
-                return "custom"
-        return parsed(bundled_yaml(name)).title or name
+        return labels.get(name, name)
 
     st.sidebar.selectbox(
         "Scenario",
@@ -408,6 +475,163 @@ def sidebar_run(sc: ss.Scenario) -> None:
         st.slider("Duplication probability", 0.0, 0.5, key="duplicate", step=0.01)
         st.number_input("Reply timeout (s)", min_value=0.001, max_value=600.0, key="timeout")
         st.number_input("Retries after a timeout", min_value=0, max_value=100, key="retries")
+
+
+def sidebar_safeguards(sc: ss.Scenario) -> None:
+    """Every safeguard switch, each with its one-line explanation."""
+    defaults = scenario_defaults(sc)
+    changed = [k for k in ss.SAFEGUARDS if st.session_state.get(k, defaults[k]) != defaults[k]]
+    title = "Safeguards" + (f" ({len(changed)} changed)" if changed else "")
+    with st.sidebar.expander(title, icon=":material/shield:"):
+        st.caption(
+            "Switch one off to see the failure it prevents, in both styles (or load a lesson "
+            "below). Each is a scenario `policy` key and travels in the link."
+        )
+
+        def why(name: str) -> None:
+            st.caption(ss.SAFEGUARDS[name][1])
+
+        def key_of(name: str) -> str:
+            return f"Scenario key: `{ss.SAFEGUARDS[name][0]}` (scenario: {defaults[name]})"
+
+        for name in ("idempotent", "outbox", "barrier", "query_status"):
+            st.toggle(SWITCH_LABELS[name], key=name, help=key_of(name))
+            why(name)
+        st.segmented_control(
+            SWITCH_LABELS["compensation_order"],
+            ["reverse", "parallel"],
+            key="compensation_order",
+            required=True,
+            help=key_of("compensation_order"),
+        )
+        why("compensation_order")
+        st.number_input(
+            SWITCH_LABELS["redelivery"],
+            min_value=0.0,
+            max_value=1e6,
+            step=0.5,
+            key="redelivery",
+            help=key_of("redelivery"),
+        )
+        why("redelivery")
+        st.number_input(
+            SWITCH_LABELS["max_redeliveries"],
+            min_value=0,
+            max_value=1000,
+            key="max_redeliveries",
+            help=key_of("max_redeliveries"),
+        )
+        why("max_redeliveries")
+        st.number_input(
+            SWITCH_LABELS["compensation_retries"],
+            min_value=0,
+            max_value=100,
+            key="compensation_retries",
+            help=key_of("compensation_retries"),
+        )
+        why("compensation_retries")
+        st.markdown("**Isolation between concurrent sagas**")
+        shared = any(s.data is not None for s in sc.steps)
+        if not shared:
+            st.caption(
+                "This scenario has no shared data (no step with a `data` item), so these change "
+                "nothing here. Try *Orders racing for limited stock*."
+            )
+        for name in ISOLATION:
+            st.toggle(SWITCH_LABELS[name], key=name, help=key_of(name), disabled=not shared)
+            why(name)
+        st.button(
+            "Reset safeguards to the scenario's",
+            key="reset_safeguards",
+            on_click=reset_safeguards,
+            disabled=not changed,
+        )
+
+
+def sidebar_lessons(sc: ss.Scenario) -> None:
+    """One lesson per safeguard: the failure with the switch off, the fix with it on."""
+    st.sidebar.subheader("Lessons: one safeguard at a time")
+    all_lessons = ss.lessons(sc)
+    usable = [x for x in all_lessons if x.applies]
+    keys = [x.key for x in usable]
+    if st.session_state.get("lesson") not in keys:
+        st.session_state.pop("lesson", None)
+    labels = {x.key: x.label for x in usable}
+    key = st.sidebar.selectbox("Lesson", keys, key="lesson", format_func=labels.__getitem__)
+    lesson = lesson_by_key(sc, key)
+    if lesson is not None:
+        st.sidebar.caption(lesson.lesson)
+        st.sidebar.button(
+            "Show the failure (safeguard off)",
+            key="lesson_without",
+            on_click=apply_lesson,
+            args=(lesson.key, False),
+            icon=":material/error:",
+            width="stretch",
+            help="Loads the lesson's faults with the safeguard off (the other knobs as the "
+            "scenario sets them).",
+        )
+        st.sidebar.button(
+            "Switch the safeguard on",
+            key="lesson_with",
+            on_click=apply_lesson,
+            args=(lesson.key, True),
+            icon=":material/verified_user:",
+            width="stretch",
+            disabled=lesson.fix is None,
+            help=lesson.fixed or "No single switch removes this one: see the next lessons.",
+        )
+    skipped = [x for x in all_lessons if not x.applies]
+    if skipped:
+        with st.sidebar.expander(f"Not for this scenario ({len(skipped)})"):
+            for x in skipped:
+                st.caption(f"**{x.label}**: {x.reason}")
+
+
+def lesson_banner(sc: ss.Scenario, cfg: ss.RunConfig) -> None:
+    """While the configuration is a lesson's, say which lesson and what to look for."""
+    defaults = scenario_defaults(sc)
+    faults = tuple(cfg.faults)
+    chosen = st.session_state.get("lesson")
+    # Several lessons can share a configuration (the race without any countermeasure): the one
+    # chosen in the sidebar speaks first.
+    for lesson in sorted(ss.lessons(sc), key=lambda x: x.key != chosen):
+        if not lesson.applies:
+            continue
+        try:
+            want = tuple(ss.fault_text(f) for f in ss.parse_faults(lesson.faults, sc))
+        except ss.ScenarioError:
+            continue
+        if want != faults or cfg.seed != lesson.seed:
+            continue
+        for fixed, knobs in ((False, lesson.without), (True, lesson.fix)):
+            if knobs is None:
+                continue
+            state = dict(defaults)
+            state.update(dict(knobs))
+            have = {k: st.session_state.get(k, defaults[k]) for k in ss.KNOBS}
+            if have == state:
+                if fixed:
+                    st.success(
+                        f"**Lesson: {lesson.label}**, safeguard on. {lesson.fixed}",
+                        icon=":material/verified_user:",
+                    )
+                else:
+                    fix = ", ".join(
+                        f"`{ss.SAFEGUARDS[k][0]}: {str(v).lower()}`"
+                        for k, v in lesson.fix or ()
+                        if v != dict(lesson.without).get(k)
+                    )
+                    hint = (
+                        f" Then click *Switch the safeguard on* in the sidebar ({fix})."
+                        if fix
+                        else ""
+                    )
+                    st.warning(
+                        f"**Lesson: {lesson.label}**, safeguard off. {lesson.lesson}{hint}",
+                        icon=":material/school:",
+                    )
+                return
 
 
 def sidebar_faults(sc: ss.Scenario) -> None:
@@ -519,6 +743,9 @@ def intro() -> None:
 def show_problems() -> None:
     for line in st.session_state.pop("notices", []):
         st.warning(line)
+    opened = st.session_state.pop("opened", None)
+    if opened:
+        st.info(opened, icon=":material/grid_on:")
     link = st.session_state.get("link_problems")
     if link:
         st.error(
@@ -563,6 +790,20 @@ def summary(ctx: Context) -> None:
                         icon=":material/gpp_bad:",
                         color="red",
                     )
+                stuck = needs_intervention(res["sagas"][style])
+                if len(stuck):
+                    st.badge(
+                        "needs manual intervention" + (f": {len(stuck):,}" if n > 1 else ""),
+                        icon=":material/support_agent:",
+                        color="violet",
+                    )
+                dead = dead_letters(res["events"][style])
+                if len(dead):
+                    st.badge(
+                        f"{len(dead):,} dead letter(s)",
+                        icon=":material/mark_email_unread:",
+                        color="gray",
+                    )
             c1, c2, c3 = st.columns(3)
             lat = m["latency_mean"] if n > 1 else m["latency_p50"]
             c1.metric("latency" + (" (mean)" if n > 1 else ""), _fmt_ms(lat))
@@ -574,6 +815,17 @@ def summary(ctx: Context) -> None:
         res["sentence"],
         icon=":material/call_split:" if res["divergence"] else ":material/drag_handle:",
     )
+
+
+def needs_intervention(sagas: pd.DataFrame) -> pd.DataFrame:
+    """The sagas whose coordinator (or a choreography participant) declared that they need a
+    person: a compensation failed for good."""
+    return sagas[sagas["believed"].astype(str) == "needs_intervention"]
+
+
+def dead_letters(events: pd.DataFrame) -> pd.DataFrame:
+    """The messages that went to the dead-letter queue (retries or redeliveries exhausted)."""
+    return events[events["kind"].astype(str) == "dead_letter"]
 
 
 def saga_picker(ctx: Context, key: str) -> int:
@@ -740,6 +992,45 @@ def invariants_view(ctx: Context) -> None:
     with st.expander("The invariants checked on every run"):
         for name, text in ss.INVARIANTS.items():
             st.markdown(f"- **{name}**: {text}")
+    violations_section(ctx)
+    st.markdown("### Dead letters and manual intervention")
+    st.caption(
+        "A message that exhausts its retries (orchestration) or redeliveries (choreography: "
+        "`policy.max_redeliveries`) goes to the dead-letter queue; a compensation that keeps "
+        "failing leaves its saga in **needs_intervention**: someone has to fix it by hand."
+    )
+    cols = st.columns(2)
+    for col, style in zip(cols, ss.STYLES):
+        with col:
+            st.markdown(f"#### {style}")
+            stuck = needs_intervention(ctx.result["sagas"][style])
+            if len(stuck):
+                who = ", ".join(
+                    f"saga {int(r.saga)} (declared by {r.declared_by or '?'})"
+                    for r in stuck.head(20).itertuples()
+                )
+                more = f" and {len(stuck) - 20:,} more" if len(stuck) > 20 else ""
+                st.error(
+                    f"**needs_intervention**: {who}{more}. The saga stopped with effects a "
+                    "person must undo.",
+                    icon=":material/support_agent:",
+                )
+            dead = dead_letters(ctx.result["events"][style])
+            if dead.empty:
+                st.caption("The dead-letter queue is empty.")
+            else:
+                st.markdown(f"**Dead-letter queue ({len(dead):,})**")
+                st.dataframe(
+                    dead[["time", "saga", "source", "target", "step", "message", "detail"]],
+                    key=f"dead_{style}",
+                    hide_index=True,
+                    column_config={
+                        "time": st.column_config.NumberColumn("time (s)", format="%.4f")
+                    },
+                )
+
+
+def violations_section(ctx: Context) -> None:
     cols = st.columns(2)
     for col, style in zip(cols, ss.STYLES):
         with col:
@@ -766,13 +1057,492 @@ def invariants_view(ctx: Context) -> None:
                         )
 
 
-def experiments_view(ctx: Context) -> None:
-    """Placeholder: the fault matrix, Monte Carlo and sweeps arrive with their library part."""
-    st.info(
-        "Experiments arrive with the fault matrix: every fault against both styles, Monte Carlo "
-        "runs over seeds, and parameter sweeps. Until then, try the presets and the fault "
-        "builder in the sidebar."
+# --------------------------------------------------------------------------------------------
+# Experiments: fault matrix, Monte Carlo, sweep (each cached by its inputs)
+
+MC_MAX = 20_000
+SWEEP_MAX_SAGAS = 50_000
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def matrix_frame(yaml_text: str, seed: int) -> tuple[pd.DataFrame, float]:
+    """The fault matrix of a scenario text (both styles, one saga per cell) and the seconds it
+    took, with a progress bar while it runs (made here, so a cache hit replays it, finished
+    and emptied)."""
+    t0 = time.perf_counter()
+    bar = st.progress(0.0, text="Simulating every fault point…")
+    df = ss.fault_matrix(
+        parsed(yaml_text),
+        seed=seed,
+        progress=lambda done, total: bar.progress(
+            done / total, text=f"Fault matrix: {done}/{total} runs"
+        ),
     )
+    bar.empty()
+    return df, time.perf_counter() - t0
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def monte_carlo_result(yaml_text: str, n: int, rates: tuple, seed: int) -> dict:
+    """A Monte Carlo run as plain frames (serial: a process pool is slower under Streamlit,
+    where its workers start from a fork server, than the capped runs the app allows)."""
+    t0 = time.perf_counter()
+    bar = st.progress(0.0, text="Monte Carlo…")
+    mc = ss.monte_carlo(
+        parsed(yaml_text),
+        n,
+        rates=dict(rates),
+        seed=seed,
+        executor="serial",
+        progress=lambda done, total: bar.progress(
+            done / total, text=f"Monte Carlo: {done:,}/{total:,} sagas per style"
+        ),
+    )
+    bar.empty()
+    return {
+        "outcomes": mc.outcomes,
+        "ecdf": mc.ecdf,
+        "latency": mc.latency,
+        "per_saga": mc.per_saga,
+        "violations": mc.violations,
+        "paired": mc.paired,
+        "n": mc.n,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def sweep_frame(
+    yaml_text: str,
+    param: str,
+    values: tuple,
+    replications: int,
+    seed: int,
+    faults: tuple[str, ...],
+    sagas: int,
+) -> tuple[pd.DataFrame, float]:
+    """A sweep's tidy frame (serial) and the seconds it took, with a progress bar while it
+    runs."""
+    t0 = time.perf_counter()
+    bar = st.progress(0.0, text="Sweep…")
+    df = ss.sweep(
+        parsed(yaml_text),
+        param,
+        list(values),
+        replications=replications,
+        seed=seed,
+        executor="serial",
+        faults=list(faults) or None,
+        sagas=sagas,
+        progress=lambda done, total: bar.progress(
+            done / total, text=f"Sweep: {done:,}/{total:,} runs"
+        ),
+    )
+    bar.empty()
+    return df, time.perf_counter() - t0
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def sweepable(yaml_text: str) -> dict[str, Any]:
+    """The scenario's parameters a sweep can vary (numbers, switches, the compensation order),
+    with their current values."""
+    sc = parsed(yaml_text)
+    out = {}
+    for path in param_paths(sc):
+        v = get_param(sc, path)
+        if isinstance(v, (bool, int, float)) or path == "policy.compensation_order":
+            out[path] = v
+    return out
+
+
+def suggest_values(path: str, v: Any) -> str:
+    """A first guess of values to sweep a parameter over, around its current value."""
+    if isinstance(v, bool):
+        return "false, true"
+    if path.endswith("compensation_order"):
+        return "reverse, parallel"
+    if path in ("network.loss", "network.duplicate"):
+        return "0, 0.02, 0.05, 0.1, 0.2"
+    if isinstance(v, int):
+        vals = sorted({max(0, v // 2), max(0, v - 1), v, v + 1, v * 2 if v else 2})
+        return ", ".join(str(x) for x in vals)
+    if v == 0:
+        return "0, 0.01, 0.05, 0.1"
+    return ", ".join(f"{v * f:.4g}" for f in (0.25, 0.5, 1, 2, 4))
+
+
+def parse_values(text: str) -> list[Any]:
+    """Comma-separated values, each read as YAML (numbers, true/false, words)."""
+    items = [t.strip() for t in text.split(",")]
+    if not any(items):
+        raise ValueError("give at least one value, separated by commas (for example 0, 0.1)")
+    out = []
+    for t in items:
+        if not t:
+            raise ValueError(f"an empty value in {text!r}: remove the extra comma")
+        try:
+            out.append(yaml.safe_load(t))
+        except yaml.YAMLError:
+            raise ValueError(f"cannot read the value {t!r}") from None
+    return out
+
+
+def problems_box(err: ss.ScenarioError, what: str) -> None:
+    st.error(f"{what}:\n\n" + "\n".join(f"- `{p}`" for p in err.problems))
+
+
+def open_point(point: str, style: str | None = None) -> None:
+    """Make a matrix cell the run of the main views: its faults, one saga, the same seed."""
+    cells = st.session_state.get("matrix_cells", {})
+    if point not in cells:
+        return
+    sc = parsed(base_yaml())
+    faults = ss.parse_faults(cells[point], sc) if cells[point] != "[]" else ()
+    st.session_state["faults"] = [ss.fault_text(f) for f in faults]
+    st.session_state["sagas"] = 1
+    st.session_state["saga"] = 1
+    st.session_state["view"] = "Timeline"
+    where = f" ({style})" if style else ""
+    st.session_state["opened"] = (
+        f"Opened the fault matrix's **{point}**{where}: the active faults are now the cell's "
+        f"({len(faults)}), with 1 saga and the same seed, so every view shows that run. "
+        "The matrix is still in the Experiments tab."
+    )
+
+
+def on_matrix_click() -> None:
+    state = st.session_state.get("matrix_chart")
+    try:
+        points = state["selection"]["points"]
+    except (KeyError, TypeError):
+        return
+    for p in points:
+        data = p.get("customdata")
+        if data and len(data) == 2:
+            open_point(str(data[0]), str(data[1]))
+            return
+
+
+def on_matrix_pick() -> None:
+    open_point(st.session_state.get("matrix_pick", ""))
+
+
+def matrix_section(ctx: Context) -> None:
+    st.subheader("Fault matrix")
+    sc = ctx.scenario
+    n = ss.count_fault_points(sc)
+    st.caption(
+        f"Every single fault at every point of the saga: {n} points × 2 styles, one saga each, "
+        f"seed {ctx.cfg.seed}, on this scenario with the sidebar's knobs and safeguards (the "
+        "active faults are not added). **Click a cell** (or pick a point below) to open that "
+        "run in the Timeline, State graphs and the other views."
+    )
+    df, took = matrix_frame(ctx.yaml_text, ctx.cfg.seed)
+    st.session_state["matrix_cells"] = dict(zip(df["point"], df["fault_yaml"]))
+    counts = df.groupby("style", sort=False)["outcome"].value_counts().unstack(fill_value=0)
+    line = " · ".join(
+        f"**{style}**: " + ", ".join(f"{int(c)} {o}" for o, c in counts.loc[style].items() if c)
+        for style in counts.index
+    )
+    st.markdown(line)
+    fig = vx.matrix_figure(df, pickable=True)
+    fig.update_layout(clickmode="event+select", dragmode=False)
+    st.plotly_chart(
+        fig,
+        key="matrix_chart",
+        on_select=on_matrix_click,
+        selection_mode="points",
+        config={"displaylogo": False},
+    )
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    points = list(dict.fromkeys(df["point"]))
+    desc = dict(zip(df["point"], df["fault"]))
+    c1.selectbox(
+        "Or pick a fault point",
+        points,
+        key="matrix_pick",
+        format_func=lambda p: f"{p} — {desc[p]}",
+    )
+    c2.button(
+        "Open in the main views",
+        key="matrix_open",
+        on_click=on_matrix_pick,
+        icon=":material/open_in_new:",
+    )
+    with st.expander("The matrix as a table"):
+        st.dataframe(
+            df.drop(columns=["fault_yaml"]),
+            key="matrix_table",
+            hide_index=True,
+            column_config={"latency": st.column_config.NumberColumn("latency (s)", format="%.4f")},
+        )
+        st.download_button(
+            "Matrix CSV",
+            lambda: df.to_csv(index=False).encode(),
+            f"{sc.name}-matrix.csv",
+            "text/csv",
+            key="dl_matrix",
+        )
+    st.caption(f"{len(df)} runs simulated in {took:.2f} s (cached by scenario, knobs and seed).")
+
+
+RATE_FIELDS = (
+    ("step_failure", "Step failure rate", 0.0, 1.0, 0.01),
+    ("compensation_failure", "Compensation failure rate", 0.0, 1.0, 0.01),
+    ("crash", "Service crashes per s", 0.0, 100.0, 0.001),
+    ("coordinator_crash", "Orchestrator crashes per s", 0.0, 100.0, 0.001),
+    ("crash_duration", "Mean seconds down", 0.001, 1e6, 0.1),
+    ("loss", "Message loss", 0.0, 0.99, 0.01),
+    ("duplication", "Message duplication", 0.0, 0.99, 0.01),
+)
+
+
+def monte_carlo_section(ctx: Context) -> None:
+    st.subheader("Monte Carlo")
+    st.caption(
+        "Many sagas per style under random faults drawn from these rates; both styles meet the "
+        "same draws (common random numbers). The scenario with the sidebar's knobs, "
+        "safeguards and seed; the active faults are not added (the rates draw their own)."
+    )
+    defaults = ss.Rates()
+    with st.form("mc_form", border=False):
+        cols = st.columns(4)
+        cols[0].number_input(
+            "Sagas per style",
+            min_value=10,
+            max_value=MC_MAX,
+            value=2000,
+            step=500,
+            key="mc_n",
+            help=f"At most {MC_MAX:,} here (a few seconds); the library and the CLI take "
+            "millions, on a process pool or a Dask cluster.",
+        )
+        for i, (name, label, lo, hi, step) in enumerate(RATE_FIELDS, start=1):
+            value = getattr(defaults, name)
+            cols[i % 4].number_input(
+                label,
+                min_value=lo,
+                max_value=hi,
+                value=float(value if value is not None else 0.0),
+                step=step,
+                format="%.4g",
+                key=f"mc_{name}",
+                help=ss.Rates.model_fields[name].description,
+            )
+        run = st.form_submit_button("Run Monte Carlo", type="primary", icon=":material/casino:")
+    if run:
+        rates = tuple((name, float(st.session_state[f"mc_{name}"])) for name, *_ in RATE_FIELDS)
+        st.session_state["mc_args"] = (
+            ctx.yaml_text,
+            int(st.session_state["mc_n"]),
+            rates,
+            ctx.cfg.seed,
+        )
+    args = st.session_state.get("mc_args")
+    if args is None:
+        st.caption("Set the rates and press *Run Monte Carlo*.")
+        return
+    try:
+        res = monte_carlo_result(*args)
+    except ss.ScenarioError as err:
+        problems_box(err, "The Monte Carlo run cannot start")
+        return
+    if args[0] != ctx.yaml_text or args[3] != ctx.cfg.seed:
+        st.warning(
+            "These results are for an earlier scenario, knobs or seed: press *Run Monte Carlo* "
+            "to run the current one.",
+            icon=":material/history:",
+        )
+    st.markdown(f"**{res['n']:,} sagas per style** · simulated in {res['seconds']:.2f} s")
+    oc = res["outcomes"]
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(vx.outcome_shares_figure(oc), key="mc_shares", config={"displaylogo": False})
+    ecdf = res["ecdf"]
+    if ecdf.empty:
+        c2.caption("No saga finished: no latency to show.")
+    else:
+        c2.plotly_chart(vx.latency_ecdf_figure(ecdf), key="mc_ecdf", config={"displaylogo": False})
+    table = oc.pivot(index="outcome", columns="style", values="share")
+    lo = oc.pivot(index="outcome", columns="style", values="ci_low")
+    hi = oc.pivot(index="outcome", columns="style", values="ci_high")
+    shown = pd.DataFrame(
+        {
+            style: [
+                f"{table.loc[o, style]:.1%} [{lo.loc[o, style]:.1%}, {hi.loc[o, style]:.1%}]"
+                for o in table.index
+            ]
+            for style in ss.STYLES
+            if style in table.columns
+        },
+        index=table.index,
+    ).reindex([o for o in ss.OUTCOMES if o in table.index])
+    c1.markdown("**Outcome shares** (95 % Wilson interval)")
+    c1.dataframe(shown, key="mc_table")
+    ps = res["per_saga"].set_index("style")
+    per = pd.DataFrame(
+        {
+            style: [
+                f"{ps.loc[style, 'messages']:.2f} [{ps.loc[style, 'messages_ci_low']:.2f}, "
+                f"{ps.loc[style, 'messages_ci_high']:.2f}]",
+                f"{ps.loc[style, 'compensations']:.3f} [{ps.loc[style, 'compensations_ci_low']:.3f}"
+                f", {ps.loc[style, 'compensations_ci_high']:.3f}]",
+                f"{ps.loc[style, 'retries']:.3f}",
+                f"{ps.loc[style, 'timeouts']:.3f}",
+                f"{ps.loc[style, 'violation_share']:.1%}",
+            ]
+            for style in ps.index
+        },
+        index=[
+            "messages per saga",
+            "compensations per saga",
+            "retries per saga",
+            "timeouts per saga",
+            "sagas with a violation",
+        ],
+    )
+    c2.markdown("**Per saga** (mean [95 % interval])")
+    c2.dataframe(per, key="mc_per_saga")
+    viol = res["violations"]
+    viol = viol[viol["count"] > 0]
+    if len(viol):
+        st.markdown("**Invariant violations**")
+        st.dataframe(
+            viol.pivot(index="invariant", columns="style", values="count").fillna(0).astype(int),
+            key="mc_violations",
+        )
+    if res["paired"] is not None:
+        with st.expander("Same saga, same draws: outcome in each style"):
+            st.plotly_chart(
+                vx.paired_outcomes_figure(res["paired"]),
+                key="mc_paired",
+                config={"displaylogo": False},
+            )
+
+
+def on_sweep_param() -> None:
+    options = st.session_state.get("sweep_options", {})
+    path = st.session_state.get("sweep_param")
+    if path in options:
+        st.session_state["sweep_values"] = suggest_values(path, options[path])
+
+
+def sweep_section(ctx: Context) -> None:
+    st.subheader("Sweep")
+    st.caption(
+        "One parameter over a list of values, each replicated with its own derived seed (the "
+        "same seeds at every value and in both styles)."
+    )
+    options = sweepable(ctx.yaml_text)
+    st.session_state["sweep_options"] = options
+    paths = list(options)
+    if st.session_state.get("sweep_param") is None:
+        st.session_state["sweep_param"] = "network.loss" if "network.loss" in paths else paths[0]
+    if "sweep_values" not in st.session_state:
+        on_sweep_param()
+    c1, c2 = st.columns([2, 3])
+    c1.selectbox(
+        "Parameter (dotted path)",
+        paths,
+        key="sweep_param",
+        on_change=on_sweep_param,
+        accept_new_options=True,
+        help="Pick one, or type any path such as steps[1].duration.mean",
+    )
+    c2.text_input(
+        "Values (comma-separated)",
+        key="sweep_values",
+        help="Numbers, true/false, or words (reverse, parallel)",
+    )
+    c3, c4, c5, c6 = st.columns(4)
+    c3.number_input("Replications", 1, 200, 10, key="sweep_reps")
+    c4.number_input(
+        "Sagas per run",
+        1,
+        MAX_SAGAS,
+        min(max(ctx.scenario.workload.sagas, 20), MAX_SAGAS),
+        key="sweep_sagas",
+    )
+    metric = c5.selectbox(
+        "Metric",
+        list(SWEEP_METRICS),
+        key="sweep_metric",
+        help="Changing the metric redraws without running again.",
+    )
+    with_faults = c6.toggle(
+        f"With the active faults ({len(ctx.cfg.faults)})",
+        value=bool(ctx.cfg.faults),
+        key="sweep_faults",
+        disabled=not ctx.cfg.faults,
+    )
+    if st.button("Run sweep", key="sweep_run", type="primary", icon=":material/show_chart:"):
+        st.session_state.pop("sweep_args", None)
+        try:
+            values = tuple(parse_values(st.session_state.get("sweep_values", "")))
+        except ValueError as err:
+            st.error(f"Values: {err}")
+            return
+        path = str(st.session_state.get("sweep_param") or "").strip()
+        reps = int(st.session_state["sweep_reps"])
+        sagas = int(st.session_state["sweep_sagas"])
+        total = len(values) * reps * 2 * sagas
+        if total > SWEEP_MAX_SAGAS:
+            st.error(
+                f"That is {total:,} simulated sagas ({len(values)} values × {reps} replications "
+                f"× 2 styles × {sagas} sagas); the app runs at most {SWEEP_MAX_SAGAS:,} per "
+                "sweep. Use fewer, or the CLI: `python -m saga_sim sweep`."
+            )
+            return
+        try:
+            ss.set_param(ctx.scenario, path, values[0])  # a bad path fails here, clearly
+        except ss.ScenarioError as err:
+            problems_box(err, "The sweep cannot run")
+            return
+        faults = tuple(ctx.cfg.faults) if with_faults else ()
+        st.session_state["sweep_args"] = (
+            ctx.yaml_text,
+            path,
+            values,
+            reps,
+            ctx.cfg.seed,
+            faults,
+            sagas,
+        )
+    args = st.session_state.get("sweep_args")
+    if args is None:
+        st.caption("Pick a parameter and values, then press *Run sweep*.")
+        return
+    try:
+        df, took = sweep_frame(*args)
+    except ss.ScenarioError as err:
+        problems_box(err, "The sweep cannot run")
+        return
+    if args[0] != ctx.yaml_text or args[4] != ctx.cfg.seed:
+        st.warning(
+            "This sweep is for an earlier scenario, knobs or seed: press *Run sweep* to run the "
+            "current one.",
+            icon=":material/history:",
+        )
+    st.markdown(
+        f"**{args[1]}** over {len(args[2])} values · {args[3]} replications · {args[6]} "
+        f"saga(s) per run · {len(df):,} runs simulated in {took:.2f} s"
+    )
+    st.plotly_chart(
+        vx.sweep_figure(df, metric, title=f"{SWEEP_METRICS[metric]} vs {args[1]}"),
+        key="sweep_chart",
+        config={"displaylogo": False},
+    )
+    with st.expander("The sweep as a table (one row per value, replication and style)"):
+        st.dataframe(df, key="sweep_table", hide_index=True)
+
+
+def experiments_view(ctx: Context) -> None:
+    """The fault matrix (computed when the tab opens: it is small), Monte Carlo and a sweep
+    (each on its button), all cached by their inputs."""
+    matrix_section(ctx)
+    st.divider()
+    monte_carlo_section(ctx)
+    st.divider()
+    sweep_section(ctx)
 
 
 def _scenario_with_faults(ctx: Context) -> str:
@@ -898,9 +1668,12 @@ def main() -> None:
         sc0 = parsed(base_yaml())
     sidebar_run(sc0)
     sidebar_faults(sc0)
+    sidebar_safeguards(sc0)
+    sidebar_lessons(sc0)
     intro()
     show_problems()
     cfg = current_config(sc0)
+    lesson_banner(sc0, cfg)
     try:
         text = effective_yaml(base_yaml(), cfg.knobs())
         sc = parsed(text)

@@ -24,7 +24,7 @@ from .experiments import (
     sweep,
 )
 from .faults import FAULT_KINDS, describe_fault
-from .presets import Preset, presets
+from .presets import Lesson, Preset, lessons, presets
 from .replay import store_at
 from .run import Comparison, Divergence, Run, compare, simulate
 from .scenario import (
@@ -36,6 +36,8 @@ from .scenario import (
     parse_scenario,
 )
 from .share import (
+    KNOBS,
+    SAFEGUARDS,
     RunConfig,
     apply_knobs,
     config_from_query_string,
@@ -54,10 +56,13 @@ __all__ = [
     "EVENT_KINDS",
     "FAULT_KINDS",
     "INVARIANTS",
+    "KNOBS",
     "OUTCOMES",
+    "SAFEGUARDS",
     "STYLES",
     "Comparison",
     "Divergence",
+    "Lesson",
     "MonteCarlo",
     "Participant",
     "Preset",
@@ -82,6 +87,7 @@ __all__ = [
     "fault_points",
     "fault_text",
     "find_and_shrink",
+    "lessons",
     "load_scenario",
     "monte_carlo",
     "orchestration_states",

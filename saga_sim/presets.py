@@ -1,8 +1,11 @@
-"""One-click failure presets, derived from a scenario's own steps and services.
+"""One-click failure presets and safeguard lessons, derived from a scenario's own steps.
 
 Each preset is a short list of faults (YAML flow mappings, the same form as everywhere else)
 aimed at the scenario's first compensatable step, its pivot (or last step) and their services,
 plus a sentence on what the theory predicts, so a class can guess before it clicks.
+
+Each lesson (``lessons``) pairs a fault plan with a safeguard switch (``policy.idempotent``,
+``policy.outbox``, ...): the failure with the switch off, the fix with it on.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from dataclasses import dataclass
 
 from .scenario import Scenario
 
-__all__ = ["Preset", "presets"]
+__all__ = ["Lesson", "Preset", "lessons", "presets"]
 
 
 @dataclass(frozen=True)
@@ -117,4 +120,298 @@ def presets(scenario: Scenario) -> tuple[Preset, ...]:
             "orchestrator to crash.",
         )
     )
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Lessons: a fault plan together with the safeguard switch it is about
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """A fault plan and a safeguard switch: the failure with the switch off, the fix with it on.
+
+    Attributes:
+        key, label: an id and a button label.
+        switch: the safeguard the lesson is about (a key of ``saga_sim.share.SAFEGUARDS``;
+            ``None``: several).
+        faults: the faults, as YAML flow mappings.
+        without: the knobs (``RunConfig`` field names and values) that show the failure.
+        fix: the knobs that show the safeguard at work (``None``: the lesson shows a problem
+            without a single switch that removes it).
+        lesson: what the theory predicts without the safeguard.
+        fixed: what it predicts with it.
+        seed: the seed the lesson runs with.
+        sagas: how many sagas (``None``: the scenario's workload).
+        reason: why the lesson does not apply to this scenario (``None``: it applies).
+    """
+
+    key: str
+    label: str
+    switch: str | None
+    faults: tuple[str, ...]
+    without: tuple[tuple[str, object], ...]
+    fix: tuple[tuple[str, object], ...] | None
+    lesson: str
+    fixed: str
+    seed: int = 1
+    sagas: int | None = 1
+    reason: str | None = None
+
+    @property
+    def applies(self) -> bool:
+        """True when the lesson fits the scenario."""
+        return self.reason is None
+
+
+_ISOLATION = ("semantic_lock", "commutative", "reread", "version")
+
+
+def _give_up_time(scenario: Scenario) -> float:
+    """Seconds from a step's first request until the coordinator gives up on it."""
+    p = scenario.policy
+    waits = (p.retries + 1) * p.timeout
+    delays = sum(p.retry_delay * p.backoff**k for k in range(p.retries))
+    return waits + delays
+
+
+def lessons(scenario: Scenario) -> tuple[Lesson, ...]:
+    """The safeguard lessons, each with its faults and switch, for a scenario.
+
+    Every lesson is returned; one that cannot be shown with this scenario (no step to undo, no
+    shared data, ...) has a ``reason``. Each runs with its own seed and saga count, so what it
+    predicts is what the class sees.
+    """
+    steps = scenario.steps
+    undo = next((s for s in steps if s.undoable), None)
+    target = undo or steps[0]
+    pivot_i = scenario.pivot_index
+    late_i = pivot_i if pivot_i is not None else len(steps) - 1
+    late = steps[late_i]
+    timeout = scenario.policy.timeout
+    past = round(_give_up_time(scenario) + 2 * timeout, 3)
+    no_undo = "needs a compensatable step (one with a compensation)"
+    out: list[Lesson] = []
+
+    out.append(
+        Lesson(
+            "no_idempotency",
+            "duplicate without idempotency",
+            "idempotent",
+            (f"{{kind: duplicate, step: {target.name}, leg: request}}",),
+            (("idempotent", False),),
+            (("idempotent", True),),
+            f"The {target.name} request is delivered twice and the consumer does not "
+            "deduplicate: the effect is applied twice (duplicate_effect), inconsistent in both "
+            "styles; in choreography the second commit publishes a second event downstream.",
+            "The idempotent consumer recognises the copy by its message id and ignores it: "
+            "both styles complete, every invariant holds.",
+        )
+    )
+    out.append(
+        Lesson(
+            "no_outbox",
+            "crash after commit without outbox",
+            "outbox",
+            (
+                f"{{kind: crash, service: {target.service}, when: after_commit, "
+                f"step: {target.name}, for: {round(0.6 * timeout, 3):g}}}",
+            ),
+            (("outbox", False),),
+            (("outbox", True),),
+            f"{target.service} crashes right after committing {target.name}, before sending "
+            "what follows: without an outbox that message is lost. The orchestrator times out "
+            "and asks again (the idempotent service answers from its record) and completes; in "
+            "choreography nobody waits for the lost event: the saga stalls.",
+            "With the transactional outbox the message was committed with the local change; a "
+            "relay sends it when the service restarts: both styles complete.",
+        )
+    )
+    hanging_reason = no_undo if undo is None else None
+    hang = undo or target
+    out.append(
+        Lesson(
+            "hanging",
+            "late request (hanging)",
+            "barrier",
+            (f"{{kind: delay, step: {hang.name}, leg: request, extra: {past:g}}}",),
+            (("barrier", False), ("query_status", False)),
+            (("barrier", True), ("query_status", False)),
+            f"Every {hang.name} request arrives after the orchestrator gave up: it "
+            "compensates a step that never ran (a null compensation), then the late request "
+            "runs: an action after its compensation, inconsistent. Choreography has no timeout: "
+            "it just completes late. (The status query is off, so the coordinator does not ask.)",
+            "With the barrier the service remembers the null compensation and refuses the late "
+            "request: orchestration ends compensated, cleanly.",
+            reason=hanging_reason,
+        )
+    )
+    ran_reason = None
+    if late.undoable:
+        ran_reason = (
+            "needs a pivot (a step without compensation): here the barrier already refuses a "
+            "late step that was compensated"
+        )
+    elif late_i == 0 or not any(s.undoable for s in steps[:late_i]):
+        ran_reason = "needs a compensatable step before the pivot (or the last step)"
+    out.append(
+        Lesson(
+            "timed_out_but_ran",
+            "timed out but it ran",
+            "query_status",
+            (f"{{kind: delay, step: {late.name}, leg: request, extra: {past:g}}}",),
+            (("query_status", False),),
+            (("query_status", True),),
+            f"{late.name} is so slow that the orchestrator gives up and compensates the steps "
+            f"before it; then {late.name} commits after all: a committed step the saga "
+            "abandoned, inconsistent. Choreography just completes late.",
+            f"With the status query the orchestrator asks {late.service} whether "
+            f"{late.name} ran; it never did, so it is fenced off and the saga ends compensated.",
+            reason=ran_reason,
+        )
+    )
+    fail_i = next(
+        (
+            i
+            for i in range(len(steps))
+            if sum(s.undoable for s in steps[:i]) >= 2 and steps[i].kind != "retriable"
+        ),
+        None,
+    )
+    shared = any(s.data is not None for s in steps)
+    par_reason = None
+    if fail_i is None:
+        par_reason = "needs two compensatable steps before a step that can fail"
+    elif shared:
+        par_reason = (
+            "20 sagas racing for shared data would hide the ordering problem behind isolation "
+            "anomalies: try it on the trip booking"
+        )
+    fail_step = steps[fail_i].name if fail_i is not None else late.name
+    out.append(
+        Lesson(
+            "parallel_compensation",
+            "parallel compensation race",
+            "compensation_order",
+            (f"{{kind: fail_step, step: {fail_step}}}",),
+            (("compensation_order", "parallel"),),
+            (("compensation_order", "reverse"),),
+            f"{fail_step} fails in each of 20 sagas and every compensation starts at once: in "
+            "some sagas an earlier step is undone before a later one (compensation_order "
+            "violation); faster, but the order the saga promised is gone.",
+            "In reverse order every saga undoes its steps last-first: all compensated, no "
+            "violation, a little slower.",
+            seed=3,
+            sagas=20,
+            reason=par_reason,
+        )
+    )
+    comp_reason = None
+    if undo is None:
+        comp_reason = no_undo
+    else:
+        after = steps.index(undo) + 1
+        fail_after = next((s for s in steps[after:] if s.kind != "retriable"), None)
+        if fail_after is None:
+            comp_reason = "needs a step that can fail after a compensatable step"
+    trigger = None
+    if comp_reason is None:
+        trigger = next(s for s in steps[steps.index(undo) + 1 :] if s.kind != "retriable")
+    out.append(
+        Lesson(
+            "compensation_fails",
+            "compensation keeps failing",
+            "compensation_retries",
+            (
+                f"{{kind: fail_step, step: {trigger.name if trigger else late.name}}}",
+                f"{{kind: fail_compensation, step: {(undo or target).name}, times: 3}}",
+            ),
+            (("compensation_retries", 2),),
+            (("compensation_retries", 5),),
+            f"The compensation of {(undo or target).name} fails 3 times and only 2 retries "
+            "are allowed: the undo message goes to the dead-letter queue and the saga ends in "
+            "needs_intervention (inconsistent), in both styles.",
+            "With 5 compensation retries the 4th attempt succeeds: compensated.",
+            reason=comp_reason,
+        )
+    )
+    out.append(
+        Lesson(
+            "dead_letter",
+            "broker gives up: dead letter",
+            "max_redeliveries",
+            (f"{{kind: drop, link: broker->{target.service}, count: 3}}",),
+            (("max_redeliveries", 2), ("redelivery", 1.0)),
+            (("max_redeliveries", 5), ("redelivery", 1.0)),
+            f"Choreography: the broker's first delivery to {target.service} and 2 redeliveries "
+            "are lost; after max_redeliveries the message goes to the dead-letter queue and the "
+            "saga stalls. Orchestration uses no broker: unaffected.",
+            "With 5 redeliveries allowed the fourth delivery gets through: completed, late.",
+        )
+    )
+    out.append(
+        Lesson(
+            "no_redelivery",
+            "broker without redelivery",
+            "redelivery",
+            (f"{{kind: drop, link: broker->{target.service}, count: 1}}",),
+            (("redelivery", 0.0),),
+            (("redelivery", 1.0),),
+            f"Choreography: one delivery to {target.service} is lost and the broker only "
+            "redelivers when a subscriber restarts: the saga stalls. Orchestration's "
+            "coordinator retries on its own timeout: unaffected.",
+            "With redelivery after 1 s the broker sends the unacknowledged message again: "
+            "completed, a second late.",
+        )
+    )
+    iso_reason = None if shared else "needs shared data: steps with a data item (concurrent sagas)"
+    all_off = tuple((k, False) for k in _ISOLATION)
+    out.append(
+        Lesson(
+            "race",
+            "race for stock (no countermeasure)",
+            None,
+            (),
+            all_off,
+            None,
+            "Concurrent sagas read and write the same item with no countermeasure: lost "
+            "updates, dirty reads and non-repeatable reads, in both styles. Switch on a "
+            "countermeasure (next lessons) to see each anomaly go.",
+            "",
+            seed=0,
+            sagas=None,
+            reason=iso_reason,
+        )
+    )
+    removes = {
+        "semantic_lock": (
+            "semantic lock",
+            "lost updates, dirty reads and non-repeatable reads",
+            " The price: a saga that finds the item pending aborts and is compensated.",
+        ),
+        "commutative": ("commutative updates", "lost updates", ""),
+        "reread": (
+            "reread value",
+            "lost updates and non-repeatable reads",
+            " The price: a saga whose item changed since it read it aborts.",
+        ),
+        "version": ("version file", "lost updates", ""),
+    }
+    for switch, (name, gone, price) in removes.items():
+        out.append(
+            Lesson(
+                f"isolation_{switch}",
+                f"countermeasure: {name}",
+                switch,
+                (),
+                all_off,
+                tuple((k, k == switch) for k in _ISOLATION),
+                "Without a countermeasure the concurrent sagas show lost updates, dirty reads "
+                "and non-repeatable reads.",
+                f"With the {name} on, the {gone} are gone (in both styles).{price}",
+                seed=0,
+                sagas=None,
+                reason=iso_reason,
+            )
+        )
     return tuple(out)

@@ -247,6 +247,10 @@ class Scenario(_Model):
     def to_yaml(self) -> str:
         """The scenario as YAML text that ``parse_scenario`` reads back to an equal scenario."""
         data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if Scenario.model_validate(data) != self:
+            # A null that means something (``policy.redelivery: null``, ``floor: null``) would
+            # read back as its default: keep every field, nulls included.
+            data = self.model_dump(mode="json", by_alias=True)
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
 

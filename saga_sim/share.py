@@ -5,7 +5,7 @@
 ``ScenarioError`` whose problems name the parameter (``seed``, ``fault[1]``, ``loss``). A bundled
 scenario travels by name; an edited or uploaded one as its YAML text, compressed (zlib) and
 base64url-encoded. ``apply_knobs`` makes the scenario a run actually uses (latency, loss,
-duplication, timeout, retries changed).
+duplication, timeout, retries and the safeguard switches of ``SAFEGUARDS`` changed).
 
 Opening the link reproduces the run to the row, because a run is decided by scenario, faults,
 seed and saga count alone.
@@ -27,7 +27,9 @@ import yaml
 from .scenario import Problem, Scenario, ScenarioError, parse_faults, parse_scenario
 
 __all__ = [
+    "KNOBS",
     "MAX_SHARED_SAGAS",
+    "SAFEGUARDS",
     "RunConfig",
     "apply_knobs",
     "check_faults",
@@ -42,6 +44,86 @@ MAX_SHARED_SAGAS = 1_000_000
 _SOURCE = "link"
 _MAX_YAML_PARAM = 200_000
 
+SAFEGUARDS: dict[str, tuple[str, str]] = {
+    "idempotent": (
+        "policy.idempotent",
+        "Consumers drop duplicate messages; off, a duplicate applies its effect twice.",
+    ),
+    "outbox": (
+        "policy.outbox",
+        "A commit and its outgoing message are saved together; off, a crash in between "
+        "loses the message.",
+    ),
+    "barrier": (
+        "policy.barrier",
+        "A late action whose compensation already ran is refused; off, it runs after its undo.",
+    ),
+    "query_status": (
+        "policy.query_status",
+        "Orchestration: after a final timeout, ask the service whether the step ran before "
+        "compensating.",
+    ),
+    "compensation_order": (
+        "policy.compensation_order",
+        "Undo committed steps one by one, last first (reverse), or all at once (parallel).",
+    ),
+    "redelivery": (
+        "policy.redelivery",
+        "Choreography: the broker resends an unacknowledged message after this many seconds "
+        "(0: only when the subscriber restarts).",
+    ),
+    "max_redeliveries": (
+        "policy.max_redeliveries",
+        "Choreography: resends before a message goes to the dead-letter queue.",
+    ),
+    "compensation_retries": (
+        "policy.compensation_retries",
+        "Retries of a failing compensation before the saga needs manual intervention.",
+    ),
+    "semantic_lock": (
+        "policy.isolation.semantic_lock",
+        "A touched item stays pending (locked) until its saga ends; other sagas' steps on it "
+        "abort.",
+    ),
+    "commutative": (
+        "policy.isolation.commutative",
+        "Updates add to the current value instead of writing a value computed earlier.",
+    ),
+    "reread": (
+        "policy.isolation.reread",
+        "Reread an item before writing; if another saga changed it since, abort.",
+    ),
+    "version": (
+        "policy.isolation.version",
+        "A write based on a stale version is redone on the current value.",
+    ),
+}
+"""The safeguard switches: knob name -> (scenario field path, one-line explanation)."""
+
+KNOBS: tuple[str, ...] = (
+    "latency_ms",
+    "loss",
+    "duplicate",
+    "timeout",
+    "retries",
+    *SAFEGUARDS,
+)
+"""Every knob of a ``RunConfig``, in the order of ``RunConfig.knobs()``."""
+
+_BOOL_KNOBS = (
+    "idempotent",
+    "outbox",
+    "barrier",
+    "query_status",
+    "semantic_lock",
+    "commutative",
+    "reread",
+    "version",
+)
+_TRUE = ("1", "true", "on", "yes")
+_FALSE = ("0", "false", "off", "no")
+_ORDERS = ("reverse", "parallel")
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -55,6 +137,10 @@ class RunConfig:
         sagas: how many sagas (``None``: the scenario's workload).
         latency_ms, loss, duplicate, timeout, retries: knobs over the scenario's network and
             policy (``None``: as the scenario says).
+        idempotent, outbox, barrier, query_status, compensation_order, redelivery,
+            max_redeliveries, compensation_retries, semantic_lock, commutative, reread,
+            version: the safeguard switches of ``SAFEGUARDS`` (``None``: as the scenario says;
+            ``redelivery=0`` switches redelivery off).
         saga: the saga the timelines show.
     """
 
@@ -68,12 +154,24 @@ class RunConfig:
     duplicate: float | None = None
     timeout: float | None = None
     retries: int | None = None
+    idempotent: bool | None = None
+    outbox: bool | None = None
+    barrier: bool | None = None
+    query_status: bool | None = None
+    compensation_order: str | None = None
+    redelivery: float | None = None
+    max_redeliveries: int | None = None
+    compensation_retries: int | None = None
+    semantic_lock: bool | None = None
+    commutative: bool | None = None
+    reread: bool | None = None
+    version: bool | None = None
     saga: int = 1
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def knobs(self) -> tuple:
-        """The knobs as a hashable tuple (a cache key)."""
-        return (self.latency_ms, self.loss, self.duplicate, self.timeout, self.retries)
+        """The knobs as a hashable tuple in ``KNOBS`` order (a cache key)."""
+        return tuple(getattr(self, k) for k in KNOBS)
 
     def with_(self, **changes: Any) -> RunConfig:
         """A copy with some fields changed."""
@@ -127,6 +225,18 @@ def encode_config(cfg: RunConfig) -> dict[str, str | list[str]]:
             out[name] = _num(v)
     if cfg.retries is not None:
         out["retries"] = str(cfg.retries)
+    for name in _BOOL_KNOBS:
+        v = getattr(cfg, name)
+        if v is not None:
+            out[name] = "on" if v else "off"
+    if cfg.compensation_order is not None:
+        out["compensation_order"] = cfg.compensation_order
+    if cfg.redelivery is not None:
+        out["redelivery"] = "off" if cfg.redelivery == 0 else _num(cfg.redelivery)
+    for name in ("max_redeliveries", "compensation_retries"):
+        v = getattr(cfg, name)
+        if v is not None:
+            out[name] = str(v)
     if cfg.saga != 1:
         out["saga"] = str(cfg.saga)
     return out
@@ -156,6 +266,8 @@ _RANGES: dict[str, tuple[type, float, float, str]] = {
     "duplicate": (float, 0.0, 0.99, "a probability from 0 to 0.99"),
     "timeout": (float, 1e-6, 1e6, "seconds, more than 0"),
     "retries": (int, 0, 100, "a whole number from 0 to 100"),
+    "max_redeliveries": (int, 0, 1000, "a whole number from 0 to 1000"),
+    "compensation_retries": (int, 0, 100, "a whole number from 0 to 100"),
     "saga": (int, 1, MAX_SHARED_SAGAS, "a saga number from 1"),
 }
 
@@ -193,6 +305,42 @@ def decode_config(
             problems.append(Problem(_SOURCE, key, f"must be {what} (got {raw!r})"))
             continue
         values[key] = v
+    for key in _BOOL_KNOBS:
+        raw = _one(params, key)
+        if raw is None or raw == "":
+            continue
+        if raw.lower() in _TRUE:
+            values[key] = True
+        elif raw.lower() in _FALSE:
+            values[key] = False
+        else:
+            problems.append(Problem(_SOURCE, key, f"must be on or off (got {raw!r})"))
+    raw = _one(params, "compensation_order")
+    if raw:
+        if raw in _ORDERS:
+            values["compensation_order"] = raw
+        else:
+            problems.append(
+                Problem(_SOURCE, "compensation_order", f"must be reverse or parallel (got {raw!r})")
+            )
+    raw = _one(params, "redelivery")
+    if raw:
+        if raw.lower() in _FALSE:
+            values["redelivery"] = 0.0
+        else:
+            try:
+                v = float(raw)
+                if not (math.isfinite(v) and 0 <= v <= 1e6):
+                    raise ValueError
+                values["redelivery"] = v
+            except ValueError:
+                problems.append(
+                    Problem(
+                        _SOURCE,
+                        "redelivery",
+                        f"must be seconds from 0 to 1000000, or off (got {raw!r})",
+                    )
+                )
     name = _one(params, "scenario")
     blob = _one(params, "yaml")
     if blob:
@@ -232,7 +380,7 @@ def decode_config(
         faults.append(text)
     if problems:
         raise ScenarioError(problems)
-    known = {"scenario", "yaml", "fault", *_RANGES}
+    known = {"scenario", "yaml", "fault", *_RANGES, *KNOBS}
     extra = {k: _one(params, k) or "" for k in params if k not in known}
     return RunConfig(faults=tuple(faults), extra=extra, **values)
 
@@ -267,14 +415,16 @@ def apply_knobs(scenario: Scenario, cfg: RunConfig) -> Scenario:
     """The scenario with the configuration's knobs applied (validated again).
 
     The network latency keeps its distribution's shape: its mean becomes ``latency_ms`` (a
-    lognormal's spread scales with it; ``0`` makes it a constant 0).
+    lognormal's spread scales with it; ``0`` makes it a constant 0). Each safeguard switch sets
+    its field of ``SAFEGUARDS`` (``redelivery=0``: null, redelivery off).
 
     Raises:
         ScenarioError: a knob makes the scenario invalid (paths name the scenario field).
     """
     if all(v is None for v in cfg.knobs()):
         return scenario
-    data = scenario.model_dump(mode="json", by_alias=True, exclude_none=True)
+    # Every field, nulls included: a null can mean something (``policy.redelivery: null``).
+    data = scenario.model_dump(mode="json", by_alias=True)
     net = data.setdefault("network", {})
     pol = data.setdefault("policy", {})
     if cfg.latency_ms is not None:
@@ -291,6 +441,17 @@ def apply_knobs(scenario: Scenario, cfg: RunConfig) -> Scenario:
         pol["timeout"] = cfg.timeout
     if cfg.retries is not None:
         pol["retries"] = cfg.retries
+    for name, (path, _why) in SAFEGUARDS.items():
+        v = getattr(cfg, name)
+        if v is None:
+            continue
+        if name == "redelivery" and v == 0:
+            v = None
+        *heads, last = path.split(".")
+        node = data
+        for h in heads:
+            node = node.setdefault(h, {})
+        node[last] = v
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
     return parse_scenario(text, source="knobs")
 

@@ -132,3 +132,29 @@ def test_a_preset_shows_its_compensation_on_the_timeline(browser_path, app_url):
         finally:
             browser.close()
     assert (ARTIFACTS / "browser_preset_email_fails.png").stat().st_size > 10_000
+
+
+def test_clicking_a_fault_matrix_cell_opens_its_run(browser_path, app_url):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 2200})
+            page.goto(app_url, wait_until="domcontentloaded")
+            page.get_by_role("tab", name="Experiments").click(timeout=60_000)
+            page.get_by_text("runs simulated in").first.wait_for(timeout=60_000)
+            grid = page.locator(".js-plotly-plot").first
+            # the pick markers: one per (point, style), rows in matrix order, styles in columns
+            markers = grid.locator(".scatterlayer .trace .points path")
+            expect(markers).to_have_count(56, timeout=30_000)  # 28 points x 2 styles
+            page.screenshot(path=str(ARTIFACTS / "browser_fault_matrix.png"), full_page=True)
+            row = 13  # create_user/drop_reply: its reply (choreography: its event) is lost
+            box = markers.nth(2 * row + 1).bounding_box()
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.get_by_text("Opened the fault matrix's").wait_for(timeout=30_000)
+            page.wait_for_url(re.compile(r"fault=.*create_user.*reply"), timeout=30_000)
+            page.locator("text=stalled >> visible=true").first.wait_for(timeout=30_000)
+        finally:
+            browser.close()

@@ -43,13 +43,16 @@ def _fmt_latency(x: float) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f} s"
 
 
-def matrix_figure(df: pd.DataFrame, title: str | None = None) -> go.Figure:
+def matrix_figure(df: pd.DataFrame, title: str | None = None, pickable: bool = False) -> go.Figure:
     """The fault matrix as a colour grid: fault points (rows, in matrix order) by style.
 
     Args:
         df: ``fault_matrix``'s frame (columns ``point``, ``style``, ``outcome``,
             ``violations``, ``fault``, ``latency``, ``messages``).
         title: the figure title (default: the scenario name from ``df.attrs``).
+        pickable: add an invisible marker on every cell (a second trace, with the same
+            ``customdata`` and hover text), because a heatmap's cells cannot be selected: a
+            click selects the marker, which then outlines the picked cell.
 
     Returns:
         A heatmap; each cell's ``customdata`` is ``[point, style]`` so a click can open the run.
@@ -88,13 +91,28 @@ def matrix_figure(df: pd.DataFrame, title: str | None = None) -> go.Figure:
             text=text,
             texttemplate="%{text}",
             hovertext=hover,
-            hoverinfo="text",
+            hoverinfo="skip" if pickable else "text",
             customdata=custom,
             xgap=2,
             ygap=2,
             colorbar=dict(tickvals=list(range(n)), ticktext=_OUTCOMES, title="outcome"),
         )
     )
+    if pickable:
+        cells = [(p, s) for p in points for s in styles]
+        fig.add_scatter(
+            x=[s for _, s in cells],
+            y=[p for p, _ in cells],
+            mode="markers",
+            marker=dict(symbol="square-open", size=24, color="#111", opacity=0, line_width=3),
+            selected=dict(marker=dict(opacity=1)),
+            unselected=dict(marker=dict(opacity=0)),
+            customdata=[[p, s] for p, s in cells],
+            hovertext=[hover[pi[p]][si[s]] for p, s in cells],
+            hoverinfo="text",
+            showlegend=False,
+            name="pick",
+        )
     name = title or f"Fault matrix — {df.attrs.get('scenario', '')}".rstrip(" —")
     fig.update_layout(
         title=name,
