@@ -270,18 +270,23 @@ def lessons(scenario: Scenario) -> tuple[Lesson, ...]:
             reason=ran_reason,
         )
     )
+
+    def ordered_pair_before(i: int) -> bool:
+        """Two undoable steps that step i waits for, one of which waits for the other: only
+        then does the order of their compensations matter."""
+        above = [a for a in range(i) if steps[a].undoable and i in scenario.descendants(a)]
+        return any(b in scenario.descendants(a) for a in above for b in above if b != a)
+
     fail_i = next(
-        (
-            i
-            for i in range(len(steps))
-            if sum(s.undoable for s in steps[:i]) >= 2 and steps[i].kind != "retriable"
-        ),
+        (i for i in range(len(steps)) if steps[i].kind != "retriable" and ordered_pair_before(i)),
         None,
     )
     shared = any(s.data is not None for s in steps)
     par_reason = None
     if fail_i is None:
-        par_reason = "needs two compensatable steps before a step that can fail"
+        par_reason = (
+            "needs two compensatable steps, one after the other, before a step that can fail"
+        )
     elif shared:
         par_reason = (
             "20 sagas racing for shared data would hide the ordering problem behind isolation "
@@ -309,14 +314,20 @@ def lessons(scenario: Scenario) -> tuple[Lesson, ...]:
     comp_reason = None
     if undo is None:
         comp_reason = no_undo
-    else:
-        after = steps.index(undo) + 1
-        fail_after = next((s for s in steps[after:] if s.kind != "retriable"), None)
-        if fail_after is None:
-            comp_reason = "needs a step that can fail after a compensatable step"
     trigger = None
-    if comp_reason is None:
-        trigger = next(s for s in steps[steps.index(undo) + 1 :] if s.kind != "retriable")
+    if undo is not None:
+        # a step that can fail and waits for undo: undo has surely committed when it fails
+        below = scenario.descendants(steps.index(undo))
+        trigger = next(
+            (
+                steps[j]
+                for j in sorted(below)
+                if steps[j] is not undo and steps[j].kind != "retriable"
+            ),
+            None,
+        )
+        if trigger is None:
+            comp_reason = "needs a step that can fail after a compensatable step"
     out.append(
         Lesson(
             "compensation_fails",

@@ -91,7 +91,11 @@ class World:
         self.nodes[node.name] = node
 
     def declare(self, saga: int, state: str, by: str) -> None:
-        """A participant or the coordinator says the saga has ended (the first word counts)."""
+        """A participant or the coordinator says the saga has ended. The first word counts, except
+        that a call for manual intervention overrides an earlier all-clear (in a choreography one
+        branch can say compensated while another gives up)."""
+        if saga in self.declared and state == "needs_intervention":
+            self.declared[saga] = (state, self.env.now, by)
         if saga not in self.declared:
             self.declared[saga] = (state, self.env.now, by)
             if self.data_log:
