@@ -229,7 +229,7 @@ def isolation_violations(
                         )
                     )
                 prev = first_read.get(saga)
-                if prev is not None and prev[7] != version:
+                if prev is not None and prev[7] != version and prev[6] != value:
                     others = [w for w in writes if prev[1] < w[1] < seq and w[2] != saga]
                     if others:
                         out.setdefault(saga, []).append(

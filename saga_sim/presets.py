@@ -28,10 +28,10 @@ class Preset:
 
 
 def _service_label(sc: Scenario, name: str) -> str:
-    """The service's description when it names the service ("identity provider"), else its
-    name."""
+    """The service's description when it starts with the service's name ("identity
+    provider"), else its name."""
     desc = sc.services[name].description.split(";")[0].strip()
-    return desc if desc and name in desc and len(desc) <= 28 else name
+    return desc if desc.startswith(name) and len(desc) <= 28 else name
 
 
 def presets(scenario: Scenario) -> tuple[Preset, ...]:

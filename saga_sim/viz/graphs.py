@@ -49,6 +49,8 @@ def state_visits(states: pd.DataFrame, events: pd.DataFrame) -> tuple[dict, dict
         self-transitions of the state they happened in.
     """
     nodes = set(states["source"]) | set(states["target"])
+    edges = set(zip(states["source"], states["target"]))
+    seen: dict[int, list[str]] = {}
     rows = events[
         (events["source"] == "coordinator") & events["kind"].isin(["state", "retry", "timeout"])
     ]
@@ -66,8 +68,12 @@ def state_visits(states: pd.DataFrame, events: pd.DataFrame) -> tuple[dict, dict
                 continue
             visits[st] = visits.get(st, 0) + 1
             if prev is not None and prev != st:
+                if (prev, st) not in edges:
+                    # parallel steps: the state was entered from an earlier one, not the last
+                    prev = next((x for x in reversed(seen.get(saga, [])) if (x, st) in edges), prev)
                 moves[(prev, st)] = moves.get((prev, st), 0) + 1
             current[saga] = st
+            seen.setdefault(saga, []).append(st)
         elif kind == "retry":
             st = current.get(saga)
             if st is not None:
