@@ -120,7 +120,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
+def nonneg_int(text: str) -> int:
+    """An argparse type: a whole number >= 0."""
     try:
         v = int(text)
     except ValueError:
@@ -153,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="simulate a scenario in one or both styles")
     r.add_argument("file")
     r.add_argument("--style", choices=[*STYLES, "both"], default="both")
-    r.add_argument("--seed", type=_positive_int, default=0)
-    r.add_argument("--sagas", type=_positive_int, default=None, help="override workload.sagas")
+    r.add_argument("--seed", type=nonneg_int, default=0)
+    r.add_argument("--sagas", type=nonneg_int, default=None, help="override workload.sagas")
     r.add_argument("--horizon", type=_seconds, default=None, help="simulated seconds to run")
     r.add_argument(
         "--fault",

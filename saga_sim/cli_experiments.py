@@ -19,19 +19,10 @@ from typing import Any
 import yaml
 
 from .checks import INVARIANTS, OUTCOMES
+from .cli import nonneg_int as _nonneg_int
 from .scenario import Problem, ScenarioError, load_scenario
 
 __all__ = ["main", "register"]
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
 
 
 def _pos_int(text: str) -> int:
