@@ -24,7 +24,8 @@ _NODE_COLOURS = {
     "compensating": "#ea580c",
     "completed": "#16a34a",
     "compensated": "#ea580c",
-    "failed": "#dc2626",
+    "needs_intervention": "#dc2626",
+    "querying": "#7c3aed",
 }
 
 
@@ -103,7 +104,7 @@ def _machine_positions(g: nx.DiGraph) -> dict[str, tuple[float, float]]:
         "started": (0.0, 0.0),
         "completed": (len(steps) + 1.0, 0.0),
         "compensated": (0.0, -1.0),
-        "failed": (0.0, -2.0),
+        "needs_intervention": (0.0, -2.0),
     }
     extra = 0
     for n in g.nodes:
@@ -120,7 +121,7 @@ def _machine_positions(g: nx.DiGraph) -> dict[str, tuple[float, float]]:
 
 
 def _edge_kind(a: str, b: str) -> str:
-    if b == "failed" or (
+    if b == "needs_intervention" or (
         a.startswith("executing") and not b.startswith(("executing", "completed"))
     ):
         return "failure"
