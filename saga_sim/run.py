@@ -39,6 +39,7 @@ SAGA_COLUMNS: tuple[str, ...] = (
     "timeouts",
     "violations",
     "committed",
+    "started",
 )
 
 
@@ -96,10 +97,13 @@ class Run:
         messages = [0] * (n + 1)
         retries = [0] * (n + 1)
         timeouts = [0] * (n + 1)
+        started = [False] * (n + 1)
         for row in self._rows:
             kind = row[2]
             if kind == "send":
                 messages[row[1]] += 1
+            elif kind == "deliver" and row[3] == "client":
+                started[row[1]] = True
             elif kind == "retry":
                 retries[row[1]] += 1
             elif kind == "timeout":
@@ -139,6 +143,7 @@ class Run:
                     timeouts[saga],
                     nviol[saga],
                     len(live.get(saga, ())),
+                    started[saga],
                 )
             )
         df = pd.DataFrame(rows, columns=list(SAGA_COLUMNS))

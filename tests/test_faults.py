@@ -179,6 +179,8 @@ def test_start_message_lost_while_coordinator_down_stalls(signup):
     )
     assert rows(run, "drop", message="start_saga")
     assert run.outcome == "stalled"
+    assert not run.sagas.loc[0, "started"]  # the request never reached the coordinator
+    assert ss.simulate(signup, "orchestration", seed=1).sagas.loc[0, "started"]
 
 
 # --- drop -------------------------------------------------------------------------------------
