@@ -94,20 +94,12 @@ class Run:
 
     def _sagas_frame(self, world: World, outcomes: dict[int, str]) -> pd.DataFrame:
         n = world.n_sagas
-        messages = [0] * (n + 1)
-        retries = [0] * (n + 1)
-        timeouts = [0] * (n + 1)
-        started = [False] * (n + 1)
-        for row in self._rows:
-            kind = row[2]
-            if kind == "send":
-                messages[row[1]] += 1
-            elif kind == "deliver" and row[3] == "client":
-                started[row[1]] = True
-            elif kind == "retry":
-                retries[row[1]] += 1
-            elif kind == "timeout":
-                timeouts[row[1]] += 1
+        messages, retries, timeouts, started = (
+            world.sent,
+            world.retries,
+            world.timeouts,
+            world.started,
+        )
         comps = [0] * (n + 1)
         last = [math.nan] * (n + 1)
         live: dict[int, set[int]] = {}

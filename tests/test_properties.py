@@ -95,6 +95,12 @@ def test_random_fault_plans_finish_with_one_outcome_per_saga(case):
             assert v.invariant in ss.INVARIANTS
             sagas = {ev.loc[r, "saga"] for r in v.rows}
             assert sagas == {v.saga} or (v.invariant in cross and v.saga in sagas)
+        # the per-saga tallies kept while running agree with the trace
+        for col, kind in (("messages", "send"), ("retries", "retry"), ("timeouts", "timeout")):
+            counted = ev[ev["kind"] == kind].groupby("saga").size()
+            assert [int(counted.get(k, 0)) for k in s["saga"]] == s[col].tolist(), col
+        delivered = set(ev.loc[(ev["kind"] == "deliver") & (ev["source"] == "client"), "saga"])
+        assert [k in delivered for k in s["saga"]] == s["started"].tolist()
         # outcomes agree with the ground truth in the journal
         for saga, outcome in zip(s["saga"], s["outcome"]):
             effects = [e for e in run.effects if e[2] == saga]

@@ -319,6 +319,7 @@ class Choreography:
     def _backoff(self, svc: Service, saga: int, i: int, name: str, attempt: int) -> Generator:
         pol = svc.world.scenario.policy
         wait = pol.retry_delay * pol.backoff ** (attempt - 1)
+        svc.world.retries[saga] += 1
         svc.world.tracer.emit(
             "retry",
             saga,

@@ -308,6 +308,7 @@ class Coordinator(Node):
             if res == OK:
                 return OK
             if res == TIMEOUT:
+                self.world.timeouts[saga] += 1
                 self._t(
                     "timeout",
                     saga,
@@ -334,6 +335,7 @@ class Coordinator(Node):
                 )
                 return res
             wait = pol.retry_delay * pol.backoff ** (attempt - 1)
+            self.world.retries[saga] += 1
             self._t(
                 "retry",
                 saga,
@@ -368,6 +370,7 @@ class Coordinator(Node):
             if res in ("committed", "not_run"):
                 return res
             if res == TIMEOUT:
+                self.world.timeouts[saga] += 1
                 self._t(
                     "timeout",
                     saga,

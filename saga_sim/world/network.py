@@ -75,7 +75,8 @@ class Network:
         self.loss = net.loss
         self.dup = net.duplicate
         self.next_id = 0
-        self.sent = 0
+        self.sent_per_saga = world.sent
+        self.started = world.started
         idx = world.step_index
         self.drops = [_MessageRule(f, idx) for f in world.faults if isinstance(f, Drop)]
         self.dups = [_MessageRule(f, idx) for f in world.faults if isinstance(f, Duplicate)]
@@ -124,7 +125,7 @@ class Network:
         if m.msg_id == 0:
             self.next_id += 1
             m.msg_id = self.next_id
-        self.sent += 1
+        self.sent_per_saga[m.saga] += 1
         if self.plain:  # no faults, no loss, no duplication: the common case, kept short
             step = self.step_names[m.step] if m.step >= 0 else ""
             self.rows.append(
@@ -200,4 +201,6 @@ class Network:
             self._trace("drop", m, f"{m.target} is down")
             return
         self._trace("deliver", m, "second copy" if copy else m.note)
+        if m.source == "client":
+            self.started[m.saga] = True
         node.receive(m)

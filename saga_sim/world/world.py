@@ -61,6 +61,12 @@ class World:
             horizon = self.arrivals[-1] + DEFAULT_TAIL
         self.horizon = float(horizon)
         self.declared: dict[int, tuple[str, float, str]] = {}
+        # per-saga tallies kept while running (the sagas frame needs no pass over the trace)
+        n = self.n_sagas + 1
+        self.sent = [0] * n
+        self.retries = [0] * n
+        self.timeouts = [0] * n
+        self.started = [False] * n
         # shared-item operations: (time, seq, saga, step, op, item, value, version, writer saga,
         # writer seq, based-on version); op: read | write | undo
         self.data_log: list[tuple] = []
