@@ -152,6 +152,24 @@ def _local_hover(r: pd.DataFrame) -> list[str]:
     return out
 
 
+def _state_labels(r: pd.DataFrame, ev: pd.DataFrame) -> list[str]:
+    """Short labels for state markers; of states entered almost at once on one lane (within
+    2.5 % of the shown time), only the last is written, so labels do not print over each
+    other (every marker keeps its hover text)."""
+    span = float(ev["time"].max() - ev["time"].min()) or 1.0
+    gap = 0.025 * span
+    times = r["time"].to_numpy(dtype=float)
+    lanes = r["source"].to_numpy()
+    labels = [
+        d.replace("executing:", "exec ").replace("compensating:", "comp ") for d in r["detail"]
+    ]
+    for k in range(len(labels) - 1):
+        later = [j for j in range(k + 1, len(labels)) if lanes[j] == lanes[k]]
+        if later and times[later[0]] - times[k] < gap:
+            labels[k] = ""
+    return labels
+
+
 def _local_traces(
     ev: pd.DataFrame,
     lane_x: dict[str, int],
@@ -177,10 +195,7 @@ def _local_traces(
         text = None
         if key == "state" and len(r) <= max_labels:
             mode = "markers+text"
-            text = [
-                d.replace("executing:", "exec ").replace("compensating:", "comp ")
-                for d in r["detail"]
-            ]
+            text = _state_labels(r, ev)
         traces.append(
             go.Scatter(
                 x=x,
