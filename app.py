@@ -505,31 +505,20 @@ def sidebar_safeguards(sc: ss.Scenario) -> None:
             help=key_of("compensation_order"),
         )
         why("compensation_order")
-        st.number_input(
-            SWITCH_LABELS["redelivery"],
-            min_value=0.0,
-            max_value=1e6,
-            step=0.5,
-            key="redelivery",
-            help=key_of("redelivery"),
-        )
-        why("redelivery")
-        st.number_input(
-            SWITCH_LABELS["max_redeliveries"],
-            min_value=0,
-            max_value=1000,
-            key="max_redeliveries",
-            help=key_of("max_redeliveries"),
-        )
-        why("max_redeliveries")
-        st.number_input(
-            SWITCH_LABELS["compensation_retries"],
-            min_value=0,
-            max_value=100,
-            key="compensation_retries",
-            help=key_of("compensation_retries"),
-        )
-        why("compensation_retries")
+        for name, low, high, step in (
+            ("redelivery", 0.0, 1e6, 0.5),
+            ("max_redeliveries", 0, 1000, 1),
+            ("compensation_retries", 0, 100, 1),
+        ):
+            st.number_input(
+                SWITCH_LABELS[name],
+                min_value=low,
+                max_value=high,
+                step=step,
+                key=name,
+                help=key_of(name),
+            )
+            why(name)
         st.markdown("**Isolation between concurrent sagas**")
         shared = any(s.data is not None for s in sc.steps)
         if not shared:

@@ -285,6 +285,19 @@ class Coordinator(Node):
         res = yield ev
         if self.waiting.get(key) is ev:
             del self.waiting[key]
+        if res == TIMEOUT:
+            self.world.timeouts[saga] += 1
+            what = "answer" if phase == STATUS else "reply"
+            self._t(
+                "timeout",
+                saga,
+                m.target,
+                i,
+                m.name,
+                0,
+                m.attempt,
+                f"no {what} within {self.policy.timeout:g}s",
+            )
         return res
 
     def _invoke(self, saga: int, i: int, phase: int, attempt: int) -> Generator:
@@ -307,19 +320,7 @@ class Coordinator(Node):
             res = yield from self._ask(saga, i, phase, m)
             if res == OK:
                 return OK
-            if res == TIMEOUT:
-                self.world.timeouts[saga] += 1
-                self._t(
-                    "timeout",
-                    saga,
-                    step.service,
-                    i,
-                    name,
-                    0,
-                    attempt,
-                    f"no reply within {pol.timeout:g}s",
-                )
-            elif phase == ACTION and step.kind != "retriable":
+            if res != TIMEOUT and phase == ACTION and step.kind != "retriable":
                 return FAILED
             if limit is not None and attempt >= limit:
                 why = "no reply" if res == TIMEOUT else "failed"
@@ -369,18 +370,6 @@ class Coordinator(Node):
             res = yield from self._ask(saga, i, STATUS, m)
             if res in ("committed", "not_run"):
                 return res
-            if res == TIMEOUT:
-                self.world.timeouts[saga] += 1
-                self._t(
-                    "timeout",
-                    saga,
-                    step.service,
-                    i,
-                    m.name,
-                    0,
-                    attempt,
-                    f"no answer within {pol.timeout:g}s",
-                )
             yield self.env.timeout(pol.retry_delay * pol.backoff ** (attempt - 1))
         return "unknown"
 

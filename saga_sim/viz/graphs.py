@@ -82,6 +82,19 @@ def state_visits(states: pd.DataFrame, events: pd.DataFrame) -> tuple[dict, dict
     return visits, moves, recoveries
 
 
+def _edge_labels(x: list[float], y: list[float], text: list[str], colour: str) -> go.Scatter:
+    """Edge labels as one text-only trace (no hover, no legend)."""
+    return go.Scatter(
+        x=x,
+        y=y,
+        mode="text",
+        text=text,
+        textfont=dict(size=10, color=colour),
+        hoverinfo="skip",
+        showlegend=False,
+    )
+
+
 def _wrap(name: str, width: int = 14) -> str:
     """Break a long snake_case name at the underscore nearest its middle."""
     if len(name) <= width or "_" not in name:
@@ -264,17 +277,7 @@ def state_machine(
     fig = go.Figure()
     for tr in _edge_traces(edges, lambda e: e["count"]):
         fig.add_trace(tr)
-    fig.add_trace(
-        go.Scatter(
-            x=labels_x,
-            y=labels_y,
-            mode="text",
-            text=labels_t,
-            textfont=dict(size=10, color="#4b5563"),
-            hoverinfo="skip",
-            showlegend=False,
-        )
-    )
+    fig.add_trace(_edge_labels(labels_x, labels_y, labels_t, "#4b5563"))
     names = list(g.nodes)
     kinds = [n.split(":", 1)[0] for n in names]
     counts = [visits.get(n, 0) for n in names]
@@ -418,17 +421,7 @@ def event_flow(
     fig = go.Figure()
     for tr in _edge_traces(edges, lambda e: e["count"]):
         fig.add_trace(tr)
-    fig.add_trace(
-        go.Scatter(
-            x=lab_x,
-            y=lab_y,
-            mode="text",
-            text=lab_t,
-            textfont=dict(size=10, color="#374151"),
-            hoverinfo="skip",
-            showlegend=False,
-        )
-    )
+    fig.add_trace(_edge_labels(lab_x, lab_y, lab_t, "#374151"))
     services = [n for n in pos if not n.startswith("topic:")]
     topics = [n for n in pos if n.startswith("topic:")]
     fig.add_trace(
