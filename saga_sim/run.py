@@ -102,14 +102,14 @@ class Run:
         )
         comps = [0] * (n + 1)
         last = [math.nan] * (n + 1)
-        live: dict[int, set[int]] = {}
+        live = [0] * (n + 1)  # per saga, a bit per step whose effect is in place
         for t, _seq, saga, i, op, _svc in self._journal:
             last[saga] = t
             if op == "comp":
                 comps[saga] += 1
-                live[saga].discard(i)
+                live[saga] &= ~(1 << i)
             elif op == "commit":
-                live.setdefault(saga, set()).add(i)
+                live[saga] |= 1 << i
         nviol = [0] * (n + 1)
         for v in self.violations:
             nviol[v.saga] += 1
@@ -134,7 +134,7 @@ class Run:
                     retries[saga],
                     timeouts[saga],
                     nviol[saga],
-                    len(live.get(saga, ())),
+                    live[saga].bit_count(),
                     started[saga],
                 )
             )

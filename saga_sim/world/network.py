@@ -127,22 +127,22 @@ class Network:
             m.msg_id = self.next_id
         self.sent_per_saga[m.saga] += 1
         if self.plain:  # no faults, no loss, no duplication: the common case, kept short
-            step = self.step_names[m.step] if m.step >= 0 else ""
+            saga, i, attempt = m.saga, m.step, m.attempt
             self.rows.append(
                 (
                     self.env.now,
-                    m.saga,
+                    saga,
                     "send",
                     m.source,
                     m.target,
-                    step,
+                    self.step_names[i] if i >= 0 else "",
                     m.name,
                     m.msg_id,
-                    m.attempt,
+                    attempt,
                     m.note,
                 )
             )
-            delay = self.latency(self.u(LATENCY, m.saga, m.step, m.leg, m.phase, m.attempt, 0))
+            delay = self.latency(self.u(LATENCY, saga, i, m.leg, m.phase, attempt, 0))
             self.env.timeout(delay).callbacks.append(lambda _ev: self._arrive(m, 0))
             return
         trace = self._trace
@@ -191,12 +191,32 @@ class Network:
             self.env.timeout(delay).callbacks.append(lambda _ev: self._arrive(m, 1))
 
     def _arrive(self, m: Message, copy: int) -> None:
+        node = self.nodes[m.target]
+        if self.plain and node.up:  # the common case, kept short
+            i = m.step
+            self.rows.append(
+                (
+                    self.env.now,
+                    m.saga,
+                    "deliver",
+                    m.source,
+                    m.target,
+                    self.step_names[i] if i >= 0 else "",
+                    m.name,
+                    m.msg_id,
+                    m.attempt,
+                    m.note,
+                )
+            )
+            if m.source == "client":
+                self.started[m.saga] = True
+            node.receive(m)
+            return
         if self.partitions:
             cut = self._cut(m.source, m.target)
             if cut is not None:
                 self._trace("drop", m, f"partition ({cut})")
                 return
-        node = self.nodes[m.target]
         if not node.up:
             self._trace("drop", m, f"{m.target} is down")
             return
