@@ -155,3 +155,22 @@ def test_trace_does_not_depend_on_pythonhashseed():
         digests.append(out.stdout)
     assert len(set(digests)) == 1, json.dumps(digests)
     assert len(digests[0].split()) == 4
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases())
+def test_the_coordinators_fast_path_changes_nothing(case):
+    """The coordinator drives a linear saga's happy path by callbacks and hands it to a process
+    at the first failure or timeout: the trace equals that of a process per saga throughout."""
+    from saga_sim.styles.orchestration import Coordinator
+
+    name, faults, seed = case
+    sc = SCENARIOS[name]
+    fast = ss.simulate(sc, "orchestration", faults=faults, seed=seed, sagas=3)
+    Coordinator.fast_path = False
+    try:
+        slow = ss.simulate(sc, "orchestration", faults=faults, seed=seed, sagas=3)
+    finally:
+        Coordinator.fast_path = True
+    pd.testing.assert_frame_equal(fast.events, slow.events)
+    pd.testing.assert_frame_equal(fast.sagas, slow.sagas)

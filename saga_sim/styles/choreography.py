@@ -266,6 +266,7 @@ class Choreography:
         for r in self.reactions:
             self.by_topic.setdefault((r.topic, r.service), []).append(r)
         self.prev_undoable = [_prev_undoable(sc, i) for i in range(len(sc.steps))]
+        self.topics = [(f"{s.name}.succeeded", f"{s.name}.failed") for s in sc.steps]
         self.linear = sc.is_linear
         if not self.linear:
             n = len(sc.steps)
@@ -341,9 +342,12 @@ class Choreography:
         tries = 0
         while True:
             tries += 1
-            res = yield from svc.run_action(saga, i, m)
+            res = svc.begin_action(saga, i, m)  # run_action, inlined (the hot path)
+            if res.__class__ is not str:
+                yield svc.env.timeout(res[0])
+                res = svc.commit_action(saga, i, m, res)
             if res == OK:
-                self._publish(svc, saga, f"{step.name}.succeeded", i, ACTION, tries)
+                self._publish(svc, saga, self.topics[i][0], i, ACTION, tries)
                 if (i == len(sc.steps) - 1) if self.linear else (i in self.sinks):
                     self._declare(svc, saga, "completed")
                 return res
@@ -352,7 +356,7 @@ class Choreography:
             if step.kind == "retriable":
                 yield from self._backoff(svc, saga, i, step.action, tries)
                 continue
-            self._publish(svc, saga, f"{step.name}.failed", i, ACTION, tries)
+            self._publish(svc, saga, self.topics[i][1], i, ACTION, tries)
             if self.linear:
                 nobody = self.prev_undoable[i] is None
             else:

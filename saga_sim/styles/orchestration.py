@@ -49,21 +49,12 @@ TERMINAL = ("completed", "compensated", "needs_intervention")
 TIMEOUT = "timeout"
 
 
-class _Pending:
-    """A command of a saga on the fast path, waiting for its reply."""
-
-    __slots__ = ("attempt", "i", "live", "m", "saga")
-
-    def __init__(self, saga: int, i: int, attempt: int, m: Message):
-        self.saga = saga
-        self.i = i
-        self.attempt = attempt
-        self.m = m
-        self.live = True
-
-
 class Coordinator(Node):
     """The orchestrator node, with its durable saga log."""
+
+    fast_path = True
+    """Drive a linear saga's happy path by callbacks (False: a process per saga throughout; the
+    trace is the same, a test checks it)."""
 
     def __init__(self, world: World):
         super().__init__(world, "coordinator")
@@ -75,7 +66,7 @@ class Coordinator(Node):
         self.log: dict[int, tuple[tuple[float, str, int, int], ...]] = {}
         self.procs: dict[int, list[simpy.Process]] = {}
         self.waiting: dict[tuple[int, int, int], simpy.Event] = {}
-        self.pending: dict[int, _Pending] = {}  # sagas on the fast path: the command out
+        self.pending: dict[int, Message] = {}  # sagas on the fast path: the command out
         self.linear = sc.is_linear
         self.preds = sc.predecessors
         # reply timeouts: every wait lasts policy.timeout (one timer for all of them)
@@ -86,7 +77,10 @@ class Coordinator(Node):
             lambda ev: not ev.triggered,
         )
         self._fast_timeouts = Deadlines(
-            self.env, self.policy.timeout, self._fast_timeout, lambda p: p.live
+            self.env,
+            self.policy.timeout,
+            self._fast_timeout,
+            lambda c: self.pending.get(c.saga) is c,
         )
         self.send = world.network.send
         self._labels: dict[tuple[str, int], str] = {}  # (state, step) -> traced state label
@@ -121,20 +115,21 @@ class Coordinator(Node):
                 )
                 return
             self._enter(m.saga, "started", -1, 0)
-            if self.linear:
+            if self.linear and self.fast_path:
                 self._command(m.saga, 0)
+            elif self.linear:
+                self._spawn(m.saga, self._saga(m.saga, "executing", 0, 0))
             else:
                 self._spawn(m.saga, self._dag(m.saga))
             return
-        p = self.pending.get(m.saga)
-        if p is not None and p.i == m.step and m.phase == ACTION:
-            p.live = False
+        c = self.pending.get(m.saga)
+        if c is not None and c.step == m.step and m.phase == ACTION:
             del self.pending[m.saga]
             if m.body == OK:
-                self._command(m.saga, p.i + 1)
+                self._command(m.saga, c.step + 1)
             else:
                 self._spawn(
-                    m.saga, self._saga(m.saga, "executing", p.i, 0, (p.attempt, p.m, m.body))
+                    m.saga, self._saga(m.saga, "executing", c.step, 0, (c.attempt, c, m.body))
                 )
             return
         ev = self.waiting.get((m.saga, m.step, m.phase))
@@ -161,18 +156,16 @@ class Coordinator(Node):
             return
         self._enter(saga, "executing", i, 1)
         step = self.steps[i]
-        m = Message(saga, step.action, "command", self.name, step.service, i, REQUEST, ACTION, 1)
-        self.send(m)
-        p = _Pending(saga, i, 1, m)
-        self.pending[saga] = p
-        self._fast_timeouts.add(p)
+        c = Message(saga, step.action, "command", self.name, step.service, i, REQUEST, ACTION, 1)
+        self.send(c)
+        self.pending[saga] = c
+        self._fast_timeouts.add(c)
 
-    def _fast_timeout(self, p: _Pending) -> None:
-        """No reply in time: trace it and hand the saga to its process."""
-        p.live = False
-        del self.pending[p.saga]
-        self._timed_out(p.saga, p.i, ACTION, p.m)
-        self._spawn(p.saga, self._saga(p.saga, "executing", p.i, 0, (p.attempt, p.m, TIMEOUT)))
+    def _fast_timeout(self, c: Message) -> None:
+        """No reply to command ``c`` in time: trace it and hand the saga to its process."""
+        del self.pending[c.saga]
+        self._timed_out(c.saga, c.step, ACTION, c)
+        self._spawn(c.saga, self._saga(c.saga, "executing", c.step, 0, (c.attempt, c, TIMEOUT)))
 
     def _spawn(self, saga: int, gen: Generator) -> simpy.Process:
         proc = self.env.process(gen)
@@ -188,8 +181,6 @@ class Coordinator(Node):
                     proc.interrupt("crash")
         self.procs.clear()
         self.waiting.clear()
-        for p in self.pending.values():
-            p.live = False
         self.pending.clear()
 
     def _recover(self) -> None:

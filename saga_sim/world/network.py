@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import simpy
+
 from ..faults import Delay, Drop, Duplicate, Partition, describe_fault
 from .messages import COMPENSATION, REPLY, REQUEST, Message
 from .streams import DUPLICATE, LATENCY, LOSS
@@ -87,6 +89,9 @@ class Network:
             if isinstance(f, Partition)
         ]
         self.step_names = [s.name for s in world.scenario.steps]
+        # the message rides on its latency timeout as its value; callbacks bound once
+        self._on_arrival = self._arrival
+        self._on_second_arrival = self._second_arrival
         self.plain = not (
             self.partitions or self.drops or self.dups or self.delays or self.loss or self.dup
         )
@@ -143,7 +148,7 @@ class Network:
                 )
             )
             delay = self.latency(self.u(LATENCY, saga, i, m.leg, m.phase, attempt, 0))
-            self.env.timeout(delay).callbacks.append(lambda _ev: self._arrive(m, 0))
+            self.env.timeout(delay, m).callbacks.append(self._on_arrival)
             return
         trace = self._trace
         trace("send", m, m.note)
@@ -169,7 +174,7 @@ class Network:
                 rule.use()
                 extra += rule.fault.extra
         delay = self.latency(u(LATENCY, saga, step, leg, phase, attempt, 0)) + extra
-        self.env.timeout(delay).callbacks.append(lambda _ev: self._arrive(m, 0))
+        self.env.timeout(delay, m).callbacks.append(self._on_arrival)
         duplicated = None
         lag = 0.0
         for rule in self.dups:
@@ -188,9 +193,10 @@ class Network:
         if duplicated is not None:
             trace("duplicate", m, duplicated)
             delay = self.latency(u(LATENCY, saga, step, leg, phase, attempt, 1)) + extra + lag
-            self.env.timeout(delay).callbacks.append(lambda _ev: self._arrive(m, 1))
+            self.env.timeout(delay, m).callbacks.append(self._on_second_arrival)
 
-    def _arrive(self, m: Message, copy: int) -> None:
+    def _arrival(self, ev: simpy.Timeout) -> None:
+        m = ev.value
         node = self.nodes[m.target]
         if self.plain and node.up:  # the common case, kept short
             i = m.step
@@ -212,6 +218,13 @@ class Network:
                 self.started[m.saga] = True
             node.receive(m)
             return
+        self._arrive(m, 0)
+
+    def _second_arrival(self, ev: simpy.Timeout) -> None:
+        self._arrive(ev.value, 1)
+
+    def _arrive(self, m: Message, copy: int) -> None:
+        node = self.nodes[m.target]
         if self.partitions:
             cut = self._cut(m.source, m.target)
             if cut is not None:

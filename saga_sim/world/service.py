@@ -272,7 +272,7 @@ class Service(Node):
     def is_duplicate(self, m: Message) -> bool:
         """True (and traced) when this exact message was already handled, or is being handled
         by another worker, and deduplication is on."""
-        if not self._policy.idempotent or self._plugged(m.step, m.phase):
+        if not self._policy.idempotent or (self.participants and self._plugged(m.step, m.phase)):
             return False
         if m.msg_id in self.seen:
             why = "duplicate message id: already handled"
@@ -450,7 +450,7 @@ class Service(Node):
         st = self.status.get(key)
         step = self._steps[i]
         pol = self._policy
-        plugged = self._plugged(i, ACTION)
+        plugged = self._plugged(i, ACTION) if self.participants else None
         if plugged is None and pol.idempotent and st in (COMMITTED, COMPENSATING, RUNNING):
             what = "already committed" if st != RUNNING else "already in progress"
             self._t(
@@ -493,7 +493,7 @@ class Service(Node):
         key = (saga, i)
         step = self._steps[i]
         pol = self._policy
-        plugged = self._plugged(i, ACTION)
+        plugged = self._plugged(i, ACTION) if self.participants else None
         if self._triggers:
             for trig in self._triggers:
                 if trig.matches("before_commit", saga, i):
@@ -571,7 +571,7 @@ class Service(Node):
         st = self.status.get(key)
         step = self._steps[i]
         pol = self._policy
-        plugged = self._plugged(i, COMPENSATION)
+        plugged = self._plugged(i, COMPENSATION) if self.participants else None
         done = (COMPENSATED, NULL_COMPENSATED, COMPENSATING)
         if plugged is None and pol.idempotent and st in done:
             what = "already compensated" if st != COMPENSATING else "compensation in progress"
@@ -614,7 +614,7 @@ class Service(Node):
         _, n, before = tx
         key = (saga, i)
         step = self._steps[i]
-        plugged = self._plugged(i, COMPENSATION)
+        plugged = self._plugged(i, COMPENSATION) if self.participants else None
         if self._fail_comp(saga, i, n):
             self.status[key] = COMMITTED
             seq = self._t(
