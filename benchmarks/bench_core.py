@@ -3,7 +3,7 @@
 Simulates N sagas of the seed scenario (user registration) per style, tracing on, and a
 minimal SimPy model of the same shape (3 steps, Store mailboxes, a reply event per request,
 random service times and latencies) timed in the same process, and prints sagas/s and the ratio.
-The target is a ratio of 0.25 or better (issue 2) and 0.5 (issue 4).
+The target is a ratio of 0.5 or better.
 
     python benchmarks/bench_core.py [--sagas 10000] [--repeat 3]
 """

@@ -1,6 +1,6 @@
 """Orchestration: a central coordinator walks the saga as a persisted state machine.
 
-Per saga the coordinator is a SimPy process. It enters a state for each step (``executing``) and
+Per saga the coordinator runs a state machine. It enters a state for each step (``executing``) and
 each compensation (``compensating``), writes every transition to its durable saga log (traced as
 ``state``), sends the step's command and waits for the reply with a timeout, re-sending with
 exponential backoff. An abort at or before the pivot makes it compensate every committed
@@ -15,15 +15,18 @@ the step too (its service records a null compensation if it never ran). A comman
 its retries goes to the coordinator's dead-letter queue; a compensation that keeps failing ends
 the saga in ``needs_intervention``.
 
-A coordinator crash interrupts every saga process; on restart it reads its log and resumes each
-unfinished saga from its last state, re-sending the current command (a new attempt; participants
+A coordinator crash loses what it held in memory (it interrupts every saga process and forgets the
+commands it was waiting on); on restart it reads its log and resumes each unfinished saga, as a
+process, from its last state, re-sending the current command (a new attempt; participants
 deduplicate, so this is safe).
 
 The happy path of a linear saga is driven by message callbacks, as a production orchestrator is:
 the start request and each ``ok`` reply make the coordinator log the next state and send the next
-command, with no process per saga. The first reply that is not ``ok``, or the first timeout, hands
-the saga to its process (``_saga``), which takes over from that result: retries, status queries
-and compensation. Both paths write the same log entries and trace rows.
+command, with no SimPy process per saga. The first reply that is not ``ok``, or the first timeout,
+hands the saga to a process of its own (``_saga``), which takes over from that result: retries,
+status queries and compensation. Both paths write the same log entries and trace rows
+(``Coordinator.fast_path = False`` runs every saga as a process; a property test compares them).
+Sagas with parallel steps always run as processes.
 """
 
 from __future__ import annotations
