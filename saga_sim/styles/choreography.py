@@ -342,7 +342,7 @@ class Choreography:
         tries = 0
         while True:
             tries += 1
-            res = svc.begin_action(saga, i, m)  # run_action, inlined (the hot path)
+            res = svc.begin_action(saga, i, m)  # the local transaction, in two calls
             if res.__class__ is not str:
                 yield svc.env.timeout(res[0])
                 res = svc.commit_action(saga, i, m, res)

@@ -487,7 +487,7 @@ def _participant(steps: list) -> Callable[[Service, Message], Generator]:
                 )
             )
             return
-        if phase == ACTION:  # run_action / run_compensation, inlined (the hot path)
+        if phase == ACTION:  # the local transaction, in two calls (the hot path)
             res = svc.begin_action(m.saga, i, m)
             if res.__class__ is not str:
                 yield svc.env.timeout(res[0])

@@ -57,7 +57,7 @@ ABORTED = "aborted"  # it aborted and is not retriable: it must not run later fo
 
 UNDONE = (COMPENSATED, NULL_COMPENSATED, ABANDONED, ABORTED)
 
-# Results of run_action / run_compensation
+# Results of local transactions (begin_action / commit_action, run_compensation)
 OK = "ok"
 FAILED = "failed"
 ALREADY = "already"  # idempotent hit: the effect is already there
@@ -432,20 +432,12 @@ class Service(Node):
             else:
                 del self.status[key]
 
-    def run_action(self, saga: int, i: int, m: Message) -> Generator:
-        """Run step ``i``'s local transaction for ``saga``; returns OK, FAILED, ALREADY, BUSY or
-        REFUSED."""
-        tx = self.begin_action(saga, i, m)
-        if tx.__class__ is str:
-            return tx
-        yield self.env.timeout(tx[0])
-        return self.commit_action(saga, i, m, tx)
-
     def begin_action(self, saga: int, i: int, m: Message) -> str | tuple:
-        """The first half of ``run_action``, up to the transaction's work: a result (a string) if
-        it ends here, else the transaction in progress, ``(duration, attempt, read)``, to pass to
-        ``commit_action`` once ``duration`` has elapsed. Handlers on the hot path call the halves
-        directly (one generator frame fewer per message)."""
+        """Start step ``i``'s local transaction for ``saga``: a result (OK, FAILED, ALREADY, BUSY
+        or REFUSED) if it ends here, else the transaction in progress, ``(duration, attempt,
+        read)``: the handler waits ``duration`` (the transaction's work), then calls
+        ``commit_action``. Two plain calls rather than one generator: actions are the hot path,
+        and a generator frame per message costs."""
         key = (saga, i)
         st = self.status.get(key)
         step = self._steps[i]
@@ -487,8 +479,8 @@ class Service(Node):
         return (self._durations[i](self._u(SERVICE, saga, i, n)), n, read)
 
     def commit_action(self, saga: int, i: int, m: Message, tx: tuple) -> str:
-        """The second half of ``run_action``: commit or abort the transaction ``begin_action``
-        started."""
+        """Finish the transaction ``begin_action`` started: OK, FAILED or REFUSED (or ALREADY, a
+        participant's skip)."""
         _, n, read = tx
         key = (saga, i)
         step = self._steps[i]
@@ -565,8 +557,8 @@ class Service(Node):
         return self.commit_compensation(saga, i, m, tx)
 
     def begin_compensation(self, saga: int, i: int, m: Message) -> str | tuple:
-        """The first half of ``run_compensation`` (as ``begin_action``): a result, or
-        ``(duration, attempt, status before)``."""
+        """The first half of ``run_compensation``, as ``begin_action``: a result, or
+        ``(duration, attempt, status before)`` for ``commit_compensation``."""
         key = (saga, i)
         st = self.status.get(key)
         step = self._steps[i]
