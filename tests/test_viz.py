@@ -223,3 +223,16 @@ def test_lanes_order_keeps_a_silent_service(signup):
     lanes = ["client", "coordinator", *signup.services]
     fig = viz.timeline(ev, lanes_order=lanes)
     assert list(fig.layout.xaxis.ticktext)[-1] == "notifier"
+
+
+def test_state_labels_get_room_left_of_their_lane(signup):
+    """The coordinator's state labels are written left of its lane: the axis starts further left
+    for a longer label, so the first lanes' labels are not cut off."""
+    orch = ss.simulate(signup, "orchestration", seed=1)
+    chor = ss.simulate(signup, "choreography", seed=1)
+    labelled = viz.timeline(orch.events, saga=1)
+    plain = viz.timeline(chor.events, saga=1)  # its one state label sits on the last lane
+    assert plain.layout.xaxis.range[0] == pytest.approx(-0.6)
+    assert labelled.layout.xaxis.range[0] < -0.6
+    few = viz.timeline(orch.events, saga=1, max_labels=0)  # labels turned off
+    assert few.layout.xaxis.range[0] == pytest.approx(-0.6)

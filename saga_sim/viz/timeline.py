@@ -347,8 +347,16 @@ def timeline(
         m = msgs[msgs["cls"] == cls]
         if len(m):
             fig.add_trace(_message_trace(m, cls, lane_x, nudge, hi + pad * 0.5))
+    left = -0.6
     for tr in _local_traces(ev, lane_x, step_kinds, max_labels):
         fig.add_trace(tr)
+        if tr.text is not None and any(tr.text):
+            # state labels are written left of their lane: leave room for the longest, about a
+            # lane's width per 11 characters in the app's half-width figures, so the first
+            # lanes' labels are not cut off
+            longest = max(len(t) for t in tr.text)
+            first = min(x for x, t in zip(tr.x, tr.text) if t)
+            left = min(left, first - 0.25 - longest / 11)
 
     shapes, notes = _window_shapes(ev, lane_x, lo - pad, hi + pad)
     if cursor is not None:
@@ -385,7 +393,7 @@ def timeline(
         tickvals=list(range(len(all_lanes))),
         ticktext=ticktext,
         side="top",
-        range=[-0.6, len(all_lanes) - 0.4],
+        range=[left, len(all_lanes) - 0.4],
         showgrid=False,
         zeroline=False,
         fixedrange=False,
