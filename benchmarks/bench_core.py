@@ -6,6 +6,7 @@ random service times and latencies) timed in the same process, and prints sagas/
 The target is a ratio of 0.5 or better.
 
     python benchmarks/bench_core.py [--sagas 10000] [--repeat 3]
+    python benchmarks/bench_core.py --profile orchestration   # where the time goes (pyinstrument)
 """
 
 from __future__ import annotations
@@ -77,12 +78,33 @@ def core(n: int, style: str, seed: int = 0) -> tuple[float, ss.Run]:
     return time.perf_counter() - t0, run
 
 
+def profile(n: int, style: str) -> None:
+    """Print pyinstrument's call tree of one run (sampling, so the timings are the real ones)."""
+    from pyinstrument import Profiler
+
+    core(min(n, 1000), style)  # warm up
+    profiler = Profiler(interval=0.0005)
+    profiler.start()
+    secs, _ = core(n, style)
+    profiler.stop()
+    print(f"{style}: {n:,} sagas in {secs:.3f} s under the profiler (slower; read the shares)")
+    print(profiler.output_text(unicode=False, color=False, show_all=False))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sagas", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--profile",
+        choices=ss.STYLES,
+        help="profile one style's run with pyinstrument and print the call tree instead",
+    )
     args = ap.parse_args()
     n = args.sagas
+    if args.profile:
+        profile(n, args.profile)
+        return
     gc.collect()
     base = min(minimal_model(n, seed=k) for k in range(args.repeat))
     light = min(minimal_model(n, seed=k, reply="event") for k in range(args.repeat))
