@@ -79,6 +79,15 @@ class Run:
         )
         self.sagas = self._sagas_frame(world, outcomes)
 
+    def _release_trace(self) -> None:
+        """Free the trace's rows now (experiments that keep only aggregates call this).
+
+        The finished world still points at the same list, and a world is a web of reference
+        cycles that waits for a full garbage-collection pass; emptying the list frees the rows,
+        most of a run's memory, at once (a 60,000-saga Monte Carlo peaks at 167 MiB, not 214).
+        """
+        self._rows.clear()
+
     # --- frames ----------------------------------------------------------------------------
 
     @cached_property

@@ -210,6 +210,8 @@ def _batch(spec: _Spec, b: int) -> dict[str, Any]:
         out["acc"][st], codes[st] = _aggregate(run)
         if spec.keep_traces:
             out["runs"].append(run)
+        else:
+            run._release_trace()
     if len(spec.styles) == 2:
         a, b2 = (codes[s] for s in spec.styles)
         out["paired"] = np.bincount(a * len(OUTCOMES) + b2, minlength=len(OUTCOMES) ** 2)

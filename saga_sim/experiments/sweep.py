@@ -75,6 +75,7 @@ def _block(
         for st in styles:
             run = simulate(sc, st, faults, rseed, sagas, horizon)
             rows.append((vi, r, rseed, st, *_metrics(run)))
+            run._release_trace()
     return rows
 
 
