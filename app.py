@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -1053,21 +1055,27 @@ MC_MAX = 20_000
 SWEEP_MAX_SAGAS = 50_000
 
 
+@contextmanager
+def progress_bar(start: str, label: str, unit: str = "runs") -> Iterator[Any]:
+    """A progress bar for a long computation: yields the ``progress(done, total)`` callback the
+    experiments take, and empties the bar when the block ends (even on an error)."""
+    bar = st.progress(0.0, text=start)
+    try:
+        yield lambda done, total: bar.progress(
+            done / total, text=f"{label}: {done:,}/{total:,} {unit}"
+        )
+    finally:
+        bar.empty()
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
 def matrix_frame(yaml_text: str, seed: int) -> tuple[pd.DataFrame, float]:
     """The fault matrix of a scenario text (both styles, one saga per cell) and the seconds it
     took, with a progress bar while it runs (made here, so a cache hit replays it, finished
     and emptied)."""
     t0 = time.perf_counter()
-    bar = st.progress(0.0, text="Simulating every fault point…")
-    df = ss.fault_matrix(
-        parsed(yaml_text),
-        seed=seed,
-        progress=lambda done, total: bar.progress(
-            done / total, text=f"Fault matrix: {done}/{total} runs"
-        ),
-    )
-    bar.empty()
+    with progress_bar("Simulating every fault point…", "Fault matrix") as progress:
+        df = ss.fault_matrix(parsed(yaml_text), seed=seed, progress=progress)
     return df, time.perf_counter() - t0
 
 
@@ -1076,18 +1084,15 @@ def monte_carlo_result(yaml_text: str, n: int, rates: tuple, seed: int) -> dict:
     """A Monte Carlo run as plain frames (serial: a process pool is slower under Streamlit,
     where its workers start from a fork server, than the capped runs the app allows)."""
     t0 = time.perf_counter()
-    bar = st.progress(0.0, text="Monte Carlo…")
-    mc = ss.monte_carlo(
-        parsed(yaml_text),
-        n,
-        rates=dict(rates),
-        seed=seed,
-        executor="serial",
-        progress=lambda done, total: bar.progress(
-            done / total, text=f"Monte Carlo: {done:,}/{total:,} sagas per style"
-        ),
-    )
-    bar.empty()
+    with progress_bar("Monte Carlo…", "Monte Carlo", "sagas per style") as progress:
+        mc = ss.monte_carlo(
+            parsed(yaml_text),
+            n,
+            rates=dict(rates),
+            seed=seed,
+            executor="serial",
+            progress=progress,
+        )
     return {
         "outcomes": mc.outcomes,
         "ecdf": mc.ecdf,
@@ -1113,21 +1118,18 @@ def sweep_frame(
     """A sweep's tidy frame (serial) and the seconds it took, with a progress bar while it
     runs."""
     t0 = time.perf_counter()
-    bar = st.progress(0.0, text="Sweep…")
-    df = ss.sweep(
-        parsed(yaml_text),
-        param,
-        list(values),
-        replications=replications,
-        seed=seed,
-        executor="serial",
-        faults=list(faults) or None,
-        sagas=sagas,
-        progress=lambda done, total: bar.progress(
-            done / total, text=f"Sweep: {done:,}/{total:,} runs"
-        ),
-    )
-    bar.empty()
+    with progress_bar("Sweep…", "Sweep") as progress:
+        df = ss.sweep(
+            parsed(yaml_text),
+            param,
+            list(values),
+            replications=replications,
+            seed=seed,
+            executor="serial",
+            faults=list(faults) or None,
+            sagas=sagas,
+            progress=progress,
+        )
     return df, time.perf_counter() - t0
 
 
