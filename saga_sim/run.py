@@ -73,6 +73,9 @@ class Run:
         self.n_sagas = world.n_sagas
         self.notes: tuple[str, ...] = tuple(world.notes)
         self.violations: tuple[Violation, ...] = tuple(violations)
+        self.work: dict[str, int] = world.work()
+        """Work counted while running: ``events`` scheduled, deadline ``timer_wakeups``, trace
+        ``rows`` (see ``World.work``)."""
         self._rows = world.tracer.rows
         self._journal = sorted(
             (e for s in world.services.values() for e in s.journal), key=lambda e: e[1]

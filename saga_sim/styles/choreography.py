@@ -171,6 +171,8 @@ class Broker(Node):
         self._redelivery = (
             None if wait is None else Deadlines(self.env, wait, self._overdue, self._pending)
         )
+        if self._redelivery is not None:
+            world.timers.append(self._redelivery)
         for name, svc in world.services.items():
             svc.on_restart.append(lambda name=name: self._redeliver(name))
 

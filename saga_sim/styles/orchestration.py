@@ -85,6 +85,7 @@ class Coordinator(Node):
             self._fast_timeout,
             lambda c: self.pending.get(c.saga) is c,
         )
+        world.timers += [self._timeouts, self._fast_timeouts]
         self.send = world.network.send
         self._labels: dict[tuple[str, int], str] = {}  # (state, step) -> traced state label
 

@@ -21,7 +21,7 @@ class Deadlines:
     """Calls ``expire(item)`` ``delay`` seconds after ``add(item)``, unless ``live(item)`` is
     false by then."""
 
-    __slots__ = ("_delay", "_env", "_expire", "_live", "_queue", "_sleeping")
+    __slots__ = ("_delay", "_env", "_expire", "_live", "_queue", "_sleeping", "wakeups")
 
     def __init__(
         self,
@@ -36,6 +36,8 @@ class Deadlines:
         self._live = live
         self._queue: deque[tuple[float, Any]] = deque()
         self._sleeping = False
+        self.wakeups = 0
+        """How many times the timer woke (work, for tests that count it)."""
 
     def add(self, item: Any) -> None:
         """Start the clock for ``item``."""
@@ -49,7 +51,11 @@ class Deadlines:
         self._env.timeout(deadline - self._env.now).callbacks.append(self._wake)
 
     def _wake(self, _timer: simpy.Event) -> None:
-        self._sleeping = False
+        # ``_sleeping`` stays true while the queue is served: an ``expire`` that adds a deadline
+        # (a broker re-arming a redelivery) only queues it, and this loop sets the one next timer.
+        # (Clearing it first let every such add start a second timer: wake-ups grew with the
+        # square of the load.)
+        self.wakeups += 1
         now = self._env.now
         queue = self._queue
         while queue:
@@ -60,5 +66,6 @@ class Deadlines:
                 queue.popleft()
                 self._expire(item)
             else:
-                self._sleep_until(deadline)
+                self._env.timeout(deadline - now).callbacks.append(self._wake)
                 return
+        self._sleeping = False

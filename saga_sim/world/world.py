@@ -14,6 +14,7 @@ import simpy
 
 from ..faults import Crash, CrashCoordinator, Partition, describe_fault
 from ..trace import Tracer
+from .deadlines import Deadlines
 from .messages import ACTION, REQUEST, Message
 from .network import Network
 from .node import Client, Node
@@ -82,6 +83,17 @@ class World:
             i = self.step_index[step]
             self.services[scenario.steps[i].service].participants[i] = behaviour
         self.notes: list[str] = []
+        self.timers: list[Deadlines] = []  # the styles' shared deadline timers
+
+    def work(self) -> dict[str, int]:
+        """What the run cost, counted (not timed): events the SimPy environment scheduled, the
+        deadline timers' wake-ups and the trace rows. Tests assert these grow linearly."""
+        eid = getattr(self.env, "_eid", None)  # simpy's event counter (an itertools.count)
+        return {
+            "events": next(eid) if eid is not None else -1,
+            "timer_wakeups": sum(t.wakeups for t in self.timers),
+            "rows": len(self.tracer.rows),
+        }
 
     def _arrival_times(self) -> list[float]:
         draw = self.scenario.workload.interarrival.sampler()
