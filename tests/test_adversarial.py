@@ -167,7 +167,6 @@ horizon: 60
 """
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_an_abort_on_a_semantic_lock_leaves_a_tombstone():
     run = ss.simulate(scenario(LOCKED), "orchestration", seed=0)
     aborts = [r for r in rows(run, "tx_abort", step="reserve") if r["saga"] == 2]
@@ -194,7 +193,6 @@ horizon: 30
 """
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_reread_does_not_take_the_sagas_own_write_for_a_concurrent_change():
     for name, kind in (("pack", "pivot"), ("pack", "retriable")):
         sc = scenario(REREAD % (name, kind))

@@ -174,6 +174,7 @@ class Service(Node):
         # shared items: name -> [value, version, writer saga, trace row of the write]
         self.items: dict[str, list[int]] = {k: [v, 0, 0, -1] for k, v in spec.data.items()}
         self.locks: dict[str, int] = {}  # item -> saga holding its semantic lock
+        self._known: dict[tuple[int, str], int] = {}  # (saga, item) -> version it last saw
         self._isolation = sc.policy.isolation
         self._data_log = world.data_log
 
@@ -363,13 +364,16 @@ class Service(Node):
             return f"{item} is pending in saga {holder} (semantic lock)"
         value, version, writer, wseq = self.items[item]
         if iso.reread:
-            earlier = self._first_read(saga, item)
+            # the version this saga last saw: its own read, or its own write or undo since
+            earlier = self._known.get((saga, item))
             if earlier is not None and earlier != version:
                 return (
-                    f"{item} changed since this saga first read it (version {earlier} -> "
+                    f"{item} changed since this saga last saw it (version {earlier} -> "
                     f"{version}): abort (reread)"
                 )
-        if iso.semantic_lock:
+            self._known[(saga, item)] = version
+        if iso.semantic_lock and saga not in self.world.declared:
+            # (a late transaction of a saga already over must not lock the item for good)
             self.locks[item] = saga
         who = f"saga {writer}" if writer else "initial value"
         seq = self._t(
@@ -379,12 +383,6 @@ class Service(Node):
             (self.env.now, seq, saga, i, "read", item, value, version, writer, wseq, version)
         )
         return (value, version, seq)
-
-    def _first_read(self, saga: int, item: str) -> int | None:
-        for entry in self._data_log:
-            if entry[2] == saga and entry[4] == "read" and entry[5] == item:
-                return entry[7]
-        return None
 
     def _plan_write(
         self, saga: int, i: int, d: object, read: tuple, m: Message, n: int
@@ -417,6 +415,8 @@ class Service(Node):
         cell[0] = new
         cell[1] += 1
         cell[2], cell[3] = saga, seq
+        if self._isolation.reread:
+            self._known[(saga, item)] = cell[1]
         self._data_log.append(
             (self.env.now, seq, saga, i, "write", item, new, cell[1], saga, seq, based_on)
         )
@@ -424,12 +424,14 @@ class Service(Node):
     # --- local transactions ------------------------------------------------------------------
 
     def _aborted(self, key: tuple[int, int], step: object) -> None:
-        """The local transaction aborted: a non-retriable step must not run later for this saga
-        (with the barrier on, a late copy of its request is refused)."""
-        if self.status.get(key) == RUNNING:
+        """The local transaction aborted, whatever the cause (a business failure, a semantic
+        lock, a reread, a floor): a non-retriable step must not run later for this saga (with
+        the barrier on, a late copy of its request is refused)."""
+        st = self.status.get(key)
+        if st is None or st == RUNNING:
             if self._policy.barrier and step.kind != "retriable":
                 self.status[key] = ABORTED
-            else:
+            elif st is not None:
                 del self.status[key]
 
     def begin_action(self, saga: int, i: int, m: Message) -> str | tuple:
@@ -471,6 +473,7 @@ class Service(Node):
         if step.data is not None:
             read = self._read(saga, i, step.data.item, m, n)
             if isinstance(read, str):
+                self._aborted(key, step)
                 seq = self._t("tx_abort", saga, "", i, step.action, m.msg_id, n, read)
                 self._journal(seq, saga, i, "abort")
                 return FAILED
@@ -652,6 +655,8 @@ class Service(Node):
                 cell[0] -= d.change
                 cell[1] += 1
                 cell[2], cell[3] = saga, seq
+                if self._isolation.reread:
+                    self._known[(saga, d.item)] = cell[1]
                 self._data_log.append(
                     (self.env.now, seq, saga, i, "undo", d.item, cell[0], cell[1], saga, seq, based)
                 )
