@@ -220,7 +220,6 @@ horizon: 60
 """
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_a_redelivered_copy_does_not_acknowledge_work_still_in_progress():
     run = ss.simulate(scenario(SLOW_STEP), "choreography", seed=0)
     assert rows(run, "work_lost", source="b")
@@ -234,7 +233,6 @@ LAST_STEP_CRASH = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_a_crash_right_after_the_last_commit_keeps_the_completion(signup):
     run = ss.simulate(signup, "choreography", seed=0, faults=[LAST_STEP_CRASH])
     assert rows(run, "crash", source="notifier")

@@ -303,8 +303,13 @@ class Choreography:
         svc.world.declare(saga, state, svc.name)
 
     def _handle(self, svc: Service, m: Message) -> Generator:
-        if svc.is_duplicate(m):
-            self.broker.ack(svc.name, m.msg_id)
+        dup = svc.is_duplicate(m)
+        if dup is not None:
+            # Acknowledge only an outcome that is durable: a copy of a message another worker is
+            # still handling is left unacknowledged (that worker acknowledges it; if a crash loses
+            # its work, the broker redelivers it after the restart).
+            if dup == "handled":
+                self.broker.ack(svc.name, m.msg_id)
             return
         busy = False
         for r in self.by_topic.get((m.name, svc.name), ()):
@@ -349,9 +354,13 @@ class Choreography:
                 yield svc.env.timeout(res[0])
                 res = svc.commit_action(saga, i, m, res)
             if res == OK:
-                self._publish(svc, saga, self.topics[i][0], i, ACTION, tries)
-                if (i == len(sc.steps) - 1) if self.linear else (i in self.sinks):
-                    self._declare(svc, saga, "completed")
+                try:
+                    self._publish(svc, saga, self.topics[i][0], i, ACTION, tries)
+                finally:
+                    # The end of the saga is part of the transaction's durable outcome: a crash
+                    # between the commit and the publish (which interrupts here) keeps it.
+                    if (i == len(sc.steps) - 1) if self.linear else (i in self.sinks):
+                        self._declare(svc, saga, "completed")
                 return res
             if res != FAILED:  # ALREADY, BUSY, REFUSED: nothing to publish
                 return res

@@ -270,19 +270,20 @@ class Service(Node):
 
     # --- messages --------------------------------------------------------------------------------
 
-    def is_duplicate(self, m: Message) -> bool:
-        """True (and traced) when this exact message was already handled, or is being handled
-        by another worker, and deduplication is on."""
+    def is_duplicate(self, m: Message) -> str | None:
+        """With deduplication on, whether this exact message is a copy (traced as ignored):
+        ``"handled"`` (its outcome is already durable), ``"busy"`` (another worker is handling
+        it: its outcome is not known yet), or None."""
         if not self._policy.idempotent or (self.participants and self._plugged(m.step, m.phase)):
-            return False
+            return None
         if m.msg_id in self.seen:
-            why = "duplicate message id: already handled"
+            why, verdict = "duplicate message id: already handled", "handled"
         elif self._busy_ids.get(m.msg_id, 0) > 1:  # this handler counts itself once
-            why = "duplicate message id: being handled by another worker"
+            why, verdict = "duplicate message id: being handled by another worker", "busy"
         else:
-            return False
+            return None
         self._t("ignored", m.saga, m.source, m.step, m.name, m.msg_id, m.attempt, why)
-        return True
+        return verdict
 
     def _plugged(self, i: int, phase: int) -> Any:
         """The participant's method plugged into step ``i`` for this phase, or None."""
