@@ -50,6 +50,9 @@ __all__ = ["Orchestration", "orchestration_states"]
 
 TERMINAL = ("completed", "compensated", "needs_intervention")
 TIMEOUT = "timeout"
+BACKOFF = "backoff"  # a retry's backoff ran out with no reply
+# Log entries that say the saga is compensating: recovery goes on undoing, never forward.
+UNDOING = ("undo_plan", "compensating", "undone")
 
 
 class Coordinator(Node):
@@ -188,7 +191,14 @@ class Coordinator(Node):
         self.pending.clear()
 
     def _recover(self) -> None:
-        parallel = self.policy.compensation_order == "parallel"
+        """Resume every unfinished saga from the last entry of its log.
+
+        A linear saga's log ends in one of: ``started``, ``executing`` or ``querying`` (resume
+        that step: re-send its command, a new attempt that participants deduplicate, or ask
+        again), or, once compensation began (``undo_plan``, then ``compensating`` and ``undone``
+        per step), an entry of the compensation: recovery undoes the steps of the plan that are
+        not ``undone`` yet, in the plan's order, and never runs the saga forward again.
+        """
         for saga, entries in self.log.items():
             _, state, i, attempt = entries[-1]
             if state in TERMINAL:
@@ -197,14 +207,27 @@ class Coordinator(Node):
                 self._t("state", saga, "", -1, "", 0, 0, "recovering")
                 self._spawn(saga, self._dag(saga))
                 continue
+            plan = [e[2] for e in entries if e[1] == "undo_plan"]
+            if plan:
+                undone = {e[2] for e in entries if e[1] == "undone"}
+                targets = [c for c in self._targets(plan[-1]) if c not in undone]
+                if state != "compensating" or self.policy.compensation_order == "parallel":
+                    attempt = 0  # the next target has not been sent yet (parallel: send all)
+                label = self.steps[targets[0]].name if targets else ""
+                self._t("state", saga, "", -1, "", 0, attempt, f"recovering:compensating:{label}")
+                self._spawn(saga, self._recover_undo(saga, targets, attempt))
+                continue
             if state == "started":
                 state, i, attempt = "executing", 0, 0
-            if state == "compensating" and parallel:
-                i = max(e[2] for e in entries if e[1] == "compensating")
-                attempt = 0
             step = self.steps[i].name
             self._t("state", saga, "", i, "", 0, attempt, f"recovering:{state}:{step}")
             self._spawn(saga, self._saga(saga, state, i, attempt))
+
+    def _recover_undo(self, saga: int, targets: list[int], attempt: int) -> Generator:
+        try:
+            yield from self._undo(saga, targets, attempt)
+        except simpy.Interrupt:
+            return
 
     # --- the state machine -----------------------------------------------------------------------
 
@@ -215,9 +238,6 @@ class Coordinator(Node):
         a command the fast path already sent for step ``i``."""
         try:
             n = len(self.steps)
-            if state == "compensating":
-                yield from self._compensate(saga, i, attempt)
-                return
             while i < n:
                 if state == "querying":
                     res = TIMEOUT
@@ -244,9 +264,13 @@ class Coordinator(Node):
         except simpy.Interrupt:
             return
 
+    def _targets(self, first: int) -> list[int]:
+        """The steps a linear saga undoes, from step ``first`` back, in reverse order."""
+        return [c for c in range(first, -1, -1) if self.steps[c].undoable]
+
     def _compensate(self, saga: int, first: int, attempt: int) -> Generator:
-        targets = [c for c in range(first, -1, -1) if self.steps[c].undoable]
-        yield from self._undo(saga, targets, attempt)
+        self._log(saga, "undo_plan", first, 0)  # durable: recovery goes on undoing from here
+        yield from self._undo(saga, self._targets(first), attempt)
 
     def _undo(self, saga: int, targets: list[int], attempt: int) -> Generator:
         """Compensate ``targets`` (in that order, or all at once), then end the saga."""
@@ -339,16 +363,35 @@ class Coordinator(Node):
         except simpy.Interrupt:
             return "interrupted"
 
+    def _await(self, keys: tuple, backoff: float | None = None) -> Generator:
+        """Wait for a reply about any of ``keys`` ((saga, step, phase)): for the reply timeout
+        (``TIMEOUT``), or, during a retry's ``backoff``, for that long (``BACKOFF``).
+
+        A reply for the saga's current step and phase is accepted whenever it arrives: while
+        its own attempt is awaited, a later one, or the backoff between them (a reply slower
+        than the timeout is still the step's answer; throwing it away made the coordinator
+        compensate around a step that had committed).
+        """
+        ev = self.env.event()
+        waiting = self.waiting
+        for key in keys:
+            waiting[key] = ev
+        if backoff is None:
+            self._timeouts.add(ev)
+        else:
+            self.env.timeout(backoff).callbacks.append(
+                lambda _t: None if ev.triggered else ev.succeed(BACKOFF)
+            )
+        res = yield ev
+        for key in keys:
+            if waiting.get(key) is ev:
+                del waiting[key]
+        return res
+
     def _ask(self, saga: int, i: int, phase: int, m: Message) -> Generator:
         """Send ``m`` and wait for the reply about (saga, step, phase), or the timeout."""
         self.send(m)
-        ev = self.env.event()
-        key = (saga, i, phase)
-        self.waiting[key] = ev
-        self._timeouts.add(ev)
-        res = yield ev
-        if self.waiting.get(key) is ev:
-            del self.waiting[key]
+        res = yield from self._await(((saga, i, phase),))
         if res == TIMEOUT:
             self._timed_out(saga, i, phase, m)
         return res
@@ -424,14 +467,26 @@ class Coordinator(Node):
                 f"attempt {attempt + 1} after {wait:.3g}s backoff",
             )
             if wait > 0:
-                yield self.env.timeout(wait)
+                late = yield from self._await(((saga, i, phase),), wait)
+                if late != BACKOFF:  # an earlier attempt's reply, during the backoff: the
+                    first = (attempt, m, late)  # retry announced is not sent
 
     def _query(self, saga: int, i: int) -> Generator:
-        """Ask step ``i``'s service whether it ran: committed, not_run or unknown."""
+        """Ask step ``i``'s service whether it ran: committed, not_run or unknown.
+
+        A step reported ``running`` is waited for (asked again after a backoff, without limit):
+        it is never compensated around while it runs. Only questions left unanswered count
+        against ``policy.retries``. A late reply to the step's own command, arriving meanwhile,
+        answers the question too.
+        """
         step = self.steps[i]
         pol = self.policy
         self._enter(saga, "querying", i, 1)
-        for attempt in range(1, pol.retries + 2):
+        keys = ((saga, i, STATUS), (saga, i, ACTION))
+        unanswered = 0
+        attempt = 0
+        while True:
+            attempt += 1
             m = Message(
                 saga,
                 f"{step.name}.status?",
@@ -443,11 +498,22 @@ class Coordinator(Node):
                 STATUS,
                 attempt,
             )
-            res = yield from self._ask(saga, i, STATUS, m)
-            if res in ("committed", "not_run"):
-                return res
-            yield self.env.timeout(pol.retry_delay * pol.backoff ** (attempt - 1))
-        return "unknown"
+            self.send(m)
+            res = yield from self._await(keys)
+            if res == TIMEOUT:
+                self._timed_out(saga, i, STATUS, m)
+                unanswered += 1
+            elif res != "running":
+                break
+            wait = pol.retry_delay * pol.backoff ** min(attempt - 1, 10)
+            res = yield from self._await(keys, wait)
+            if res != BACKOFF:
+                break
+            if unanswered > pol.retries:
+                return "unknown"
+        if res in ("committed", OK):
+            return "committed"
+        return "not_run"  # not_run, or the command's own reply: it failed
 
 
 _NOTES = {REFUSED: "refused by the barrier", ALREADY: "from the idempotency record"}
