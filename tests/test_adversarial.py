@@ -7,7 +7,6 @@ would have finished, or work that grows faster than the load. Each failed before
 
 from __future__ import annotations
 
-import pytest
 import simpy
 
 import saga_sim as ss
@@ -127,7 +126,6 @@ def test_recovery_after_one_parallel_compensation_still_calls_for_intervention()
 SIGNUP_START_WHILE_DOWN = "{kind: crash_coordinator, at: 0.0, for: 0.5}"
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_a_start_request_sent_while_the_coordinator_is_down_is_retried(signup):
     run = ss.simulate(signup, "orchestration", seed=0, faults=[SIGNUP_START_WHILE_DOWN])
     assert bool(run.sagas["started"].iloc[0])

@@ -173,11 +173,22 @@ def test_coordinator_crash_is_a_no_op_in_choreography(signup):
     assert run.outcome == "completed"
 
 
-def test_start_message_lost_while_coordinator_down_stalls(signup):
+def test_start_request_sent_while_coordinator_down_is_retried_until_taken(signup):
     run = ss.simulate(
         signup, "orchestration", seed=1, faults=["{kind: crash_coordinator, at: 0.0, for: 1.0}"]
     )
-    assert rows(run, "drop", message="start_saga")
+    drops = rows(run, "drop", message="start_saga")
+    retries = rows(run, "retry", source="client")
+    assert drops and len(retries) == len(drops)
+    (taken,) = rows(run, "deliver", message="start_saga")
+    assert taken["time"] >= 1.0 and taken["attempt"] == len(drops) + 1
+    assert run.outcome == "completed" and run.sagas.loc[0, "started"]
+
+
+def test_a_start_request_never_taken_leaves_the_saga_unstarted(signup):
+    cut = "{kind: partition, between: [client, coordinator], at: 0.0, for: 1000}"
+    run = ss.simulate(signup, "orchestration", seed=1, faults=[cut], horizon=30)
+    assert rows(run, "retry", source="client")
     assert run.outcome == "stalled"
     assert not run.sagas.loc[0, "started"]  # the request never reached the coordinator
     assert ss.simulate(signup, "orchestration", seed=1).sagas.loc[0, "started"]

@@ -155,16 +155,17 @@ class Network:
         if self.partitions:
             cut = self._cut(m.source, m.target)
             if cut is not None:
-                trace("drop", m, f"partition ({cut})")
+                self._lost(m, f"partition ({cut})")
                 return
         for rule in self.drops:
             if rule.matches(m):
                 rule.use()
-                trace("drop", m, f"fault: {rule.label}")
+                self._lost(m, f"fault: {rule.label}")
                 return
         saga, step, leg, phase, attempt = m.saga, m.step, m.leg, m.phase, m.attempt
         u = self.u
-        reliable = m.source == "client"  # the client retries its request until it is taken
+        reliable = m.source == "client"  # the start request is an RPC: random loss is a failed
+        # call, which the client retries; it is not drawn, so both styles start alike
         if self.loss and not reliable and u(LOSS, saga, step, leg, phase, attempt) < self.loss:
             trace("drop", m, "lost by the network")
             return
@@ -223,15 +224,21 @@ class Network:
     def _second_arrival(self, ev: simpy.Timeout) -> None:
         self._arrive(ev.value, 1)
 
+    def _lost(self, m: Message, why: str) -> None:
+        """Trace a lost message; the client's start request is retried (see ``Client``)."""
+        self._trace("drop", m, why)
+        if m.source == "client":
+            self.nodes["client"].call_failed(m, why)
+
     def _arrive(self, m: Message, copy: int) -> None:
         node = self.nodes[m.target]
         if self.partitions:
             cut = self._cut(m.source, m.target)
             if cut is not None:
-                self._trace("drop", m, f"partition ({cut})")
+                self._lost(m, f"partition ({cut})")
                 return
         if not node.up:
-            self._trace("drop", m, f"{m.target} is down")
+            self._lost(m, f"{m.target} is down")
             return
         self._trace("deliver", m, "second copy" if copy else m.note)
         if m.source == "client":

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .messages import Message
+
 if TYPE_CHECKING:  # pragma: no cover
-    from .messages import Message
     from .world import World
 
 __all__ = ["Node"]
@@ -73,7 +74,35 @@ class Node:
 
 
 class Client(Node):
-    """The outside world that starts sagas; it never crashes."""
+    """The outside world that starts sagas; it never crashes.
+
+    Its start request is a call that either reaches the saga's entry point (the coordinator, or
+    the broker) or fails visibly to the caller (the entry point is down, cut off, or the request
+    was lost): a failed call is traced as ``retry`` and sent again after the policy's backoff
+    (``retry_delay``, times ``backoff`` per attempt), until it is taken. A saga whose start
+    never arrives by the horizon has ``started = False``.
+    """
 
     def receive(self, m: Message) -> None:
         pass
+
+    def call_failed(self, m: Message, why: str) -> None:
+        """The start request ``m`` did not arrive: send it again after the backoff."""
+        pol = self.world.scenario.policy
+        wait = pol.retry_delay * pol.backoff ** min(m.attempt - 1, 20)
+        again = Message(
+            m.saga, m.name, m.kind, m.source, m.target, m.step, m.leg, m.phase, m.attempt + 1
+        )
+        self.world.retries[m.saga] += 1
+        self._t(
+            "retry",
+            m.saga,
+            m.target,
+            -1,
+            m.name,
+            0,
+            again.attempt,
+            f"start request failed ({why}): again after {wait:.3g}s",
+        )
+        send = self.world.network.send
+        self.env.timeout(wait).callbacks.append(lambda _ev: send(again))
