@@ -288,3 +288,125 @@ def test_seeds_that_differ_by_the_hash_modulus_give_different_draws():
         assert Streams(s).u(2, 1, 0, 1) != Streams(s + m).u(2, 1, 0, 1)
     # seeds below the modulus draw as before (golden traces stay valid)
     assert Streams(7).u(2, 1, 0, 1) == Streams(7).u(2, 1, 0, 1)
+
+
+BUSY_PIVOT = """
+name: busy-pivot
+services: {a: {}, b: {workers: 1}}
+steps:
+  - {name: reserve, service: a, action: reserve, compensation: release,
+     duration: {dist: constant, value: 0.01}}
+  - {name: charge, service: b, action: charge, kind: pivot,
+     duration: {dist: constant, value: 5.37}}
+network: {latency: {dist: constant, value: 0.001}}
+policy: {timeout: 0.127, retry_delay: 0.2, backoff: 1.72, retries: 3}
+horizon: 60
+"""
+
+
+def test_a_pivot_whose_service_cannot_answer_is_asked_until_it_does():
+    """One worker, busy with the pivot: every retry and status query waits behind it, so none
+    is answered in time. The pivot cannot be undone: compensating around it while it may commit
+    is never safe; the coordinator keeps asking."""
+    run = ss.simulate(scenario(BUSY_PIVOT), "orchestration", seed=0)
+    assert len(rows(run, "timeout", message="charge.status?")) > 3
+    assert not rows(run, "comp_commit")
+    assert run.outcome == "completed" and believed(run) == "completed"
+    (end,) = rows(run, "state", detail="completed")
+    (commit,) = rows(run, "tx_commit", step="charge")
+    assert end["time"] >= commit["time"]
+
+
+# --- choreography: the end of a saga with several branches (issue 12's bugs) -------------------
+
+TWO_SINKS = """
+name: two-sinks
+services: {a: {}, b: {}, c: {}}
+steps:
+  - {name: start, service: a, action: start, compensation: unstart,
+     duration: {dist: constant, value: 0.01}}
+  - {name: fast, service: b, action: fast, compensation: unfast,
+     duration: {dist: constant, value: 0.01}}
+  - {name: slow, service: c, action: slow, compensation: unslow, after: [start],
+     duration: {dist: constant, value: 0.5}}
+network: {latency: {dist: constant, value: 0.005}}
+horizon: %s
+"""
+
+
+def last_effect(run: ss.Run, saga: int = 1) -> float:
+    ev = run.events
+    eff = ev[(ev["saga"] == saga) & ev["kind"].isin(["tx_commit", "comp_commit"])]
+    return float(eff["time"].max())
+
+
+def declared_at(run: ss.Run, saga: int = 1) -> float:
+    ev = run.events
+    ends = ev[
+        (ev["saga"] == saga)
+        & (ev["kind"] == "state")
+        & ev["detail"].isin(["completed", "compensated", "needs_intervention"])
+    ]
+    return float(ends["time"].min())
+
+
+def test_a_saga_with_two_final_steps_is_completed_when_both_committed():
+    for style in ss.STYLES:
+        run = ss.simulate(scenario(TWO_SINKS % 30), style, seed=0)
+        assert run.outcome == "completed" and believed(run) == "completed", style
+        assert declared_at(run) >= last_effect(run) > 0.5, style
+
+
+def test_a_saga_still_running_at_the_horizon_is_stalled_not_inconsistent():
+    for style in ss.STYLES:
+        run = ss.simulate(scenario(TWO_SINKS % 0.3), style, seed=0)
+        assert run.outcome == "stalled" and believed(run) == "", style
+        assert not run.violations, style
+
+
+def test_trip_booking_parallel_is_compensated_only_when_every_branch_is_undone():
+    """The issue's reproduction: the hotel's compensation fails three times while the car's is
+    done; neither style may declare the saga over before the horizon cuts it."""
+    from pathlib import Path
+
+    sc = ss.load_scenario(Path(__file__).parent.parent / "scenarios" / "trip_booking_parallel.yaml")
+    faults = [
+        "{kind: fail_step, step: book_flight}",
+        "{kind: fail_compensation, step: reserve_hotel, times: 3}",
+    ]
+    for style in ss.STYLES:
+        cut = ss.simulate(sc, style, faults=faults, sagas=1, horizon=0.5, seed=0)
+        assert cut.outcome == "stalled" and believed(cut) == "", style
+        full = ss.simulate(sc, style, faults=faults, sagas=1, seed=0)
+        assert full.outcome == "compensated" and believed(full) == "compensated", style
+        assert declared_at(full) >= last_effect(full), style
+        assert not full.violations, style
+
+
+def test_parallel_compensation_of_a_line_ends_after_its_last_compensation():
+    text = (PARALLEL_UNDO % "true").replace(
+        "  - {kind: crash_coordinator, at: 0.1, for: 0.1}\n", ""
+    )
+    for style in ss.STYLES:
+        run = ss.simulate(scenario(text), style, seed=0)
+        assert believed(run) == "compensated", style
+        assert len(rows(run, "comp_commit")) == 2, style
+        assert declared_at(run) >= last_effect(run) > 1.0, style
+
+
+def test_a_late_running_answer_is_not_taken_for_not_run():
+    """Two status answers, both 'running', the second arriving during the backoff after the
+    first: the step is still running, not 'not run' (found by the safety suite)."""
+    text = """
+name: late-running
+services: {svc0: {workers: 2}}
+steps:
+  - {name: c0, service: svc0, action: do_c0, duration: {dist: constant, value: 1.0}}
+network: {latency: {dist: lognormal, mean: 0.0156, sd: 0.0052}}
+policy: {timeout: 0.25, retries: 0, retry_delay: 0.125}
+workload: {sagas: 3, interarrival: {dist: exponential, mean: 1.0}}
+horizon: 300
+"""
+    run = ss.simulate(scenario(text), "orchestration", seed=0)
+    assert list(run.sagas["believed"]) == ["completed"] * 3
+    assert list(run.sagas["outcome"]) == ["completed"] * 3

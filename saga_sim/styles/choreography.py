@@ -30,7 +30,7 @@ import pandas as pd
 from ..world.deadlines import Deadlines
 from ..world.messages import ACTION, COMPENSATION, REPLY, REQUEST, Message
 from ..world.node import Node
-from ..world.service import BUSY, FAILED, OK, Service
+from ..world.service import ALREADY, BUSY, FAILED, OK, Service
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..scenario import Scenario
@@ -45,7 +45,7 @@ class Reaction:
 
     topic: str
     service: str
-    what: str  # "run" | "compensate"
+    what: str  # "run" | "compensate" | "observe" (track the saga's end: no local transaction)
     step: int
 
 
@@ -56,6 +56,63 @@ def _prev_undoable(sc: Scenario, i: int) -> int | None:
     return None
 
 
+def sinks(sc: Scenario) -> tuple[int, ...]:
+    """The final steps: those no other step waits for."""
+    preds = sc.predecessors
+    return tuple(i for i in range(len(sc.steps)) if not any(i in p for p in preds))
+
+
+def coordinated_end(sc: Scenario) -> bool:
+    """Whether ending the saga needs word from several branches.
+
+    In a line compensated in reverse one participant always finishes last (the last step, or the
+    one that undoes the earliest step) and declares the end itself. With parallel steps, or
+    ``compensation_order: parallel``, several branches finish on their own: the end is declared
+    by a participant that has heard every branch end (``expected_ends``).
+    """
+    return not sc.is_linear or sc.policy.compensation_order == "parallel"
+
+
+def expected_ends(sc: Scenario, i: int) -> tuple[int, ...]:
+    """When step ``i`` fails: the steps whose end its service waits to hear of (their
+    ``compensated`` or ``compensation_failed``) before it declares the saga over.
+
+    In a line compensated in parallel, every earlier undoable step. In a graph, every
+    compensatable step that does not depend on ``i`` (a step with nothing to undo is told too:
+    it may still be running in another branch, and it answers once fenced).
+    """
+    steps = sc.steps
+    if sc.is_linear:
+        return tuple(k for k in range(i) if steps[k].undoable)
+    below = sc.descendants(i)
+    return tuple(
+        k for k, st in enumerate(steps) if k != i and k not in below and st.kind == "compensatable"
+    )
+
+
+def _end_observers(sc: Scenario) -> list[Reaction]:
+    """The subscriptions a coordinated end needs: a final step's service hears the other final
+    steps succeed; a failing step's service hears every expected branch end."""
+    steps = sc.steps
+    out: list[Reaction] = []
+    ends = sinks(sc)
+    if len(ends) > 1:
+        for j in ends:
+            for k in ends:
+                if k != j and steps[k].service != steps[j].service:
+                    out.append(
+                        Reaction(f"{steps[k].name}.succeeded", steps[j].service, "observe", j)
+                    )
+    for i, st in enumerate(steps):
+        if st.kind == "retriable":
+            continue
+        for k in expected_ends(sc, i):
+            if steps[k].service != st.service:
+                for outcome in ("compensated", "compensation_failed"):
+                    out.append(Reaction(f"{steps[k].name}.{outcome}", st.service, "observe", i))
+    return out
+
+
 def derive(sc: Scenario) -> list[Reaction]:
     """The subscriptions that make the saga run as a choreography, in a deterministic order.
 
@@ -64,7 +121,7 @@ def derive(sc: Scenario) -> list[Reaction]:
     """
     steps = sc.steps
     if not sc.is_linear:
-        return _derive_dag(sc)
+        return _derive_dag(sc) + _end_observers(sc)
     parallel = sc.policy.compensation_order == "parallel"
     out = [Reaction("saga_requested", steps[0].service, "run", 0)]
     for i in range(1, len(steps)):
@@ -83,6 +140,8 @@ def derive(sc: Scenario) -> list[Reaction]:
             k = _prev_undoable(sc, i)
             if k is not None:
                 out.append(Reaction(f"{s.name}.compensated", steps[k].service, "compensate", k))
+    if parallel:
+        out += _end_observers(sc)
     return out
 
 
@@ -126,7 +185,8 @@ def _derive_dag(sc: Scenario) -> list[Reaction]:
             continue
         below = sc.descendants(i)
         for k, other in enumerate(steps):
-            if other.undoable and k not in below:
+            # (a step with nothing to undo hears it too: it fences itself, see _react_dag)
+            if other.kind == "compensatable" and k not in below:
                 out.append(Reaction(f"{st.name}.failed", other.service, "compensate", k))
     for c, st in enumerate(steps):
         if not st.undoable:
@@ -152,8 +212,13 @@ def choreography_flow(scenario: Scenario) -> pd.DataFrame:
             name, outcome = r.topic.rsplit(".", 1)
             pub = steps[scenario.step_index(name)].service
             path = {"succeeded": "forward", "failed": "failure"}.get(outcome, "compensation")
-        verb = "run" if r.what == "run" else "compensate"
-        rows.append((r.topic, pub, r.service, f"{verb} {steps[r.step].name}", path))
+        if r.what == "observe":
+            reaction = f"track the end (after {steps[r.step].name})"
+        elif r.what == "compensate" and not steps[r.step].undoable:
+            reaction = f"fence {steps[r.step].name}"
+        else:
+            reaction = f"{r.what} {steps[r.step].name}"
+        rows.append((r.topic, pub, r.service, reaction, path))
     return pd.DataFrame(rows, columns=["topic", "publisher", "subscriber", "reaction", "path"])
 
 
@@ -270,18 +335,26 @@ class Choreography:
         self.prev_undoable = [_prev_undoable(sc, i) for i in range(len(sc.steps))]
         self.topics = [(f"{s.name}.succeeded", f"{s.name}.failed") for s in sc.steps]
         self.linear = sc.is_linear
+        n = len(sc.steps)
+        self.step_of = {st.name: i for i, st in enumerate(sc.steps)}
+        self.sinks = set(sinks(sc))
+        self.below = [sc.descendants(i) for i in range(n)]
+        self.waits_for = [_nearest_undoable_below(sc, k) for k in range(n)]
+        # Who declares the end (see coordinated_end): with several final steps, a final step's
+        # service once it knows every final step committed; with several branches to undo, the
+        # failing step's service once it heard every expected branch end.
+        self.coordinated = coordinated_end(sc)
+        self.several_sinks = len(self.sinks) > 1
+        self.expect = [expected_ends(sc, i) for i in range(n)]
+        # each service's own per-saga view (durable, in its database): (service, saga) -> ...
+        self.sinks_seen: dict[tuple[str, int], set[int]] = {}
+        self.origins: dict[tuple[str, int], list[int]] = {}  # steps of it that failed
+        self.ended: dict[tuple[str, int], set[int]] = {}  # branches heard compensated
+        self.gave_up: dict[tuple[str, int], set[int]] = {}  # compensations given up
+        self.over: set[tuple[str, int]] = set()  # this service declared the end
+        self.fenced: set[tuple[int, int]] = set()  # (saga, step) with nothing to undo, fenced
         if not self.linear:
-            n = len(sc.steps)
             self.preds = sc.predecessors
-            self.below = [sc.descendants(i) for i in range(n)]
-            self.waits_for = [_nearest_undoable_below(sc, k) for k in range(n)]
-            self.sinks = {i for i in range(n) if not any(i in p for p in self.preds)}
-            above = [{k for k in range(n) if i in self.below[k] and k != i} for i in range(n)]
-            self.root_most = {
-                k for k in range(n) if not any(sc.steps[a].undoable for a in above[k])
-            }
-            # each service's own per-saga view (durable, in its database)
-            self.step_of = {st.name: i for i, st in enumerate(sc.steps)}
             self.joined: dict[tuple[int, int], set[int]] = {}
             self.failure: dict[tuple[str, int], int] = {}
             self.undone_seen: dict[tuple[str, int], set[int]] = {}
@@ -313,6 +386,9 @@ class Choreography:
             return
         busy = False
         for r in self.by_topic.get((m.name, svc.name), ()):
+            if r.what == "observe":
+                self._observe(svc, m.saga, m.name)
+                continue
             if not self.linear:
                 res = yield from self._react_dag(svc, m, r)
             elif r.what == "run":
@@ -359,22 +435,24 @@ class Choreography:
                 finally:
                     # The end of the saga is part of the transaction's durable outcome: a crash
                     # between the commit and the publish (which interrupts here) keeps it.
-                    if (i == len(sc.steps) - 1) if self.linear else (i in self.sinks):
-                        self._declare(svc, saga, "completed")
+                    if i in self.sinks:
+                        if self.several_sinks:
+                            self.sinks_seen.setdefault((svc.name, saga), set()).add(i)
+                            self._check_end(svc, saga)
+                        else:
+                            self._declare(svc, saga, "completed")
                 return res
             if res != FAILED:  # ALREADY, BUSY, REFUSED: nothing to publish
                 return res
             if step.kind == "retriable":
                 yield from self._backoff(svc, saga, i, step.action, tries)
                 continue
+            if self.coordinated:
+                self.origins.setdefault((svc.name, saga), []).append(i)
             self._publish(svc, saga, self.topics[i][1], i, ACTION, tries)
-            if self.linear:
-                nobody = self.prev_undoable[i] is None
-            else:
-                nobody = not any(
-                    st.undoable and k not in self.below[i] for k, st in enumerate(sc.steps)
-                )
-            if nobody:
+            if self.coordinated:
+                self._check_end(svc, saga)
+            elif self.prev_undoable[i] is None:  # nothing before it to undo
                 self._declare(svc, saga, "compensated")
             return res
 
@@ -385,11 +463,19 @@ class Choreography:
         tries = 0
         while True:
             tries += 1
-            res = yield from svc.run_compensation(saga, c, m)
+            if step.undoable:
+                res = yield from svc.run_compensation(saga, c, m)
+            elif (saga, c) in self.fenced:  # told by a second failure: already answered
+                return ALREADY
+            else:
+                self.fenced.add((saga, c))
+                res = svc.fence(saga, c, m)
             if res == OK:
                 self._publish(svc, saga, f"{step.name}.compensated", c, COMPENSATION, tries)
-                last = self.prev_undoable[c] is None if self.linear else c in self.root_most
-                if last:
+                if self.coordinated:
+                    self.ended.setdefault((svc.name, saga), set()).add(c)
+                    self._check_end(svc, saga)
+                elif self.prev_undoable[c] is None:  # the earliest step: the chain's end
                     self._declare(svc, saga, "compensated")
                 return res
             if res != FAILED:  # ALREADY or BUSY
@@ -406,7 +492,13 @@ class Choreography:
                     tries,
                     f"compensation {step.compensation} failed {tries} times: given up",
                 )
-                self._declare(svc, saga, "needs_intervention", c)
+                if self.coordinated:  # other branches may still be undoing: the end waits
+                    self.gave_up.setdefault((svc.name, saga), set()).add(c)
+                    topic = f"{step.name}.compensation_failed"
+                    self._publish(svc, saga, topic, c, COMPENSATION, tries)
+                    self._check_end(svc, saga)
+                else:  # a line undone in reverse: nothing else runs
+                    self._declare(svc, saga, "needs_intervention", c)
                 return res
             yield from self._backoff(svc, saga, c, step.compensation, tries)
 
@@ -431,6 +523,8 @@ class Choreography:
         if failed is None:
             return OK  # a compensation heard before the failure itself
         k = r.step
+        if not self.world.scenario.steps[k].undoable:  # nothing to undo: fence it at once
+            return (yield from self._compensate(svc, m, k))
         waiting = [
             c
             for c in self.waits_for[k]
@@ -439,3 +533,49 @@ class Choreography:
         if waiting:
             return OK  # steps that depend on this one are not undone yet
         return (yield from self._compensate(svc, m, k))
+
+    # --- the end of a saga with several branches ------------------------------------------------
+
+    def _observe(self, svc: Service, saga: int, topic: str) -> None:
+        """A branch's end, heard by a service that may declare the saga's end."""
+        name, outcome = topic.rsplit(".", 1)
+        k = self.step_of[name]
+        key = (svc.name, saga)
+        if outcome == "succeeded":
+            self.sinks_seen.setdefault(key, set()).add(k)
+        elif outcome == "compensated":
+            self.ended.setdefault(key, set()).add(k)
+        else:
+            self.gave_up.setdefault(key, set()).add(k)
+        self._check_end(svc, saga)
+
+    def _check_end(self, svc: Service, saga: int) -> None:
+        """Declare the saga over if this service knows every branch ended."""
+        key = (svc.name, saga)
+        if key in self.over:
+            return
+        seen = self.sinks_seen.get(key)
+        if seen is not None and self.sinks <= seen:
+            self.over.add(key)
+            self._declare(svc, saga, "completed")
+            return
+        origins = self.origins.get(key)
+        if not origins:
+            return
+        ended = self.ended.get(key, set())
+        gave_up = self.gave_up.get(key, set())
+        for i in origins:
+            below = self.below[i]
+
+            def cut(k: int, below: frozenset[int] = below) -> bool:
+                # a compensation that waits for one given up (or cut) will never run
+                return any(c in gave_up or cut(c) for c in self.waits_for[k] if c not in below)
+
+            if all(k in ended or k in gave_up or cut(k) for k in self.expect[i]):
+                self.over.add(key)
+                failed = [k for k in self.expect[i] if k in gave_up]
+                if failed:
+                    self._declare(svc, saga, "needs_intervention", failed[0])
+                else:
+                    self._declare(svc, saga, "compensated")
+                return

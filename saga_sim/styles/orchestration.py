@@ -476,11 +476,16 @@ class Coordinator(Node):
 
         A step reported ``running`` is waited for (asked again after a backoff, without limit):
         it is never compensated around while it runs. Only questions left unanswered count
-        against ``policy.retries``. A late reply to the step's own command, arriving meanwhile,
-        answers the question too.
+        against ``policy.retries``, and only for a step that can be undone (its compensation
+        is then sent too, which the barrier makes safe whether or not it ran); a step that
+        cannot be undone (a pivot, a step with nothing to undo) is asked until its service
+        answers: compensating around it while it may have committed, or may still commit,
+        would end the saga with its effect standing. A late reply to the step's own command,
+        arriving meanwhile, answers the question too.
         """
         step = self.steps[i]
         pol = self.policy
+        patient = not step.undoable
         self._enter(saga, "querying", i, 1)
         keys = ((saga, i, STATUS), (saga, i, ACTION))
         unanswered = 0
@@ -505,11 +510,13 @@ class Coordinator(Node):
                 unanswered += 1
             elif res != "running":
                 break
-            wait = pol.retry_delay * pol.backoff ** min(attempt - 1, 10)
+            wait = pol.retry_delay * pol.backoff ** min(attempt - 1, 6)
             res = yield from self._await(keys, wait)
+            if res == "running":  # a late answer to an earlier question: ask again now
+                continue
             if res != BACKOFF:
                 break
-            if unanswered > pol.retries:
+            if unanswered > pol.retries and not patient:
                 return "unknown"
         if res in ("committed", OK):
             return "committed"

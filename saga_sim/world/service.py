@@ -552,6 +552,28 @@ class Service(Node):
                     self._crash_after_commit = trig
         return OK
 
+    def fence(self, saga: int, i: int, m: Message) -> str:
+        """A step with nothing to undo hears that its saga failed: if its action has not
+        committed (it never ran, or it is running), record a null compensation, so that with the
+        barrier on its action is refused when it comes (or reaches its commit point). OK."""
+        key = (saga, i)
+        st = self.status.get(key)
+        if st in (COMMITTED, NULL_COMPENSATED, ABANDONED, ABORTED) or key in self.records:
+            return OK
+        self.status[key] = NULL_COMPENSATED
+        seq = self._t(
+            "comp_null",
+            saga,
+            "",
+            i,
+            "",
+            m.msg_id,
+            m.attempt,
+            "fenced: the saga failed before this step committed (nothing to undo)",
+        )
+        self._journal(seq, saga, i, "comp_null")
+        return OK
+
     def run_compensation(self, saga: int, i: int, m: Message) -> Generator:
         """Run step ``i``'s compensation for ``saga``; returns OK, FAILED, ALREADY or BUSY."""
         tx = self.begin_compensation(saga, i, m)
