@@ -410,3 +410,41 @@ horizon: 300
     run = ss.simulate(scenario(text), "orchestration", seed=0)
     assert list(run.sagas["believed"]) == ["completed"] * 3
     assert list(run.sagas["outcome"]) == ["completed"] * 3
+
+
+LATE_ACTION_DURING_UNDO = """
+name: late-action-during-undo
+services: {a: {}, b: {}}
+steps:
+  - {name: reserve, service: a, action: reserve, compensation: release,
+     duration: {dist: constant, value: 0.03}, compensation_duration: {dist: constant, value: 1.0}}
+  - {name: charge, service: b, action: charge, kind: pivot,
+     duration: {dist: constant, value: 0.01}}
+network: {latency: {dist: constant, value: 0.005}}
+policy: {query_status: false, retries: 1}
+faults:
+  - {kind: delay, step: reserve, leg: request, extra: 1.5}
+horizon: 30
+"""
+
+
+def test_a_participants_answer_is_data_never_a_crash():
+    """The coordinator gives up on reserve and compensates it; the late first request arrives
+    while the compensation runs, and the plugged participant refuses it, then skips the
+    compensation (it never saw the action). That crashed the run with a KeyError."""
+
+    class Refuser:
+        def action(self, request, db):
+            return "refuse"
+
+        def compensation(self, request, db):
+            return "skip"
+
+    run = ss.simulate(
+        scenario(LATE_ACTION_DURING_UNDO),
+        "orchestration",
+        seed=0,
+        participants={"reserve": Refuser()},
+    )
+    assert rows(run, "tx_refused", step="reserve")
+    assert believed(run) == "compensated" and run.outcome == "compensated"

@@ -649,10 +649,13 @@ class Service(Node):
             return FAILED
         verdict = "undo" if plugged is None else self._ask(plugged, "compensation", saga, i, m)
         if verdict == "skip":
-            if before is None:  # nothing changes in the store
-                del self.status[key]
-            else:
-                self.status[key] = before
+            # nothing changes in the store: undo this compensation's own mark, unless another
+            # transaction (a late action) changed the status meanwhile: its word stands
+            if self.status.get(key) == COMPENSATING:
+                if before is None:
+                    del self.status[key]
+                else:
+                    self.status[key] = before
             why = "the participant skipped it: already undone"
             self._t("ignored", saga, m.source, i, m.name, m.msg_id, n, why)
             return ALREADY
