@@ -82,8 +82,9 @@ def presets(scenario: Scenario) -> tuple[Preset, ...]:
                 f"{undo.name} reply lost",
                 (f"{{kind: drop, step: {undo.name}, leg: reply}}",),
                 f"{undo.name} commits but its reply is lost. The orchestrator times out and asks "
-                "again (the idempotent service answers from its record); in choreography nobody "
-                "waits for the lost event, so the saga stalls.",
+                "again (the idempotent service answers from its record); in choreography the "
+                "broker never acknowledged the event, so the outbox relay publishes it again: "
+                "both complete, each a little late.",
             ),
             Preset(
                 "compensation_fails",
@@ -211,20 +212,19 @@ def lessons(scenario: Scenario) -> tuple[Lesson, ...]:
     out.append(
         Lesson(
             "no_outbox",
-            "crash after commit without outbox",
+            "event lost on its way, no outbox",
             "outbox",
-            (
-                f"{{kind: crash, service: {target.service}, when: after_commit, "
-                f"step: {target.name}, for: {round(0.6 * timeout, 3):g}}}",
-            ),
+            (f"{{kind: drop, step: {target.name}, leg: reply}}",),
             (("outbox", False),),
             (("outbox", True),),
-            f"{target.service} crashes right after committing {target.name}, before sending "
-            "what follows: without an outbox that message is lost. The orchestrator times out "
-            "and asks again (the idempotent service answers from its record) and completes; in "
-            "choreography nobody waits for the lost event: the saga stalls.",
-            "With the transactional outbox the message was committed with the local change; a "
-            "relay sends it when the service restarts: both styles complete.",
+            f"{target.service} commits {target.name} and publishes what follows, but the "
+            "message is lost on its way: without an outbox nobody sends it again. The "
+            "orchestrator times out and asks again (the idempotent service answers from its "
+            "record) and completes; in choreography the broker never had the event and the "
+            "trigger was already acknowledged: nobody is waiting, the saga stalls.",
+            "With the transactional outbox the event was committed with the local change, and "
+            "the relay publishes it until the broker acknowledges it: the lost copy is sent "
+            "again, both styles complete.",
         )
     )
     hanging_reason = no_undo if undo is None else None

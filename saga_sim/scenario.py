@@ -174,6 +174,13 @@ class Policy(_Model):
         description="choreography: the broker redelivers a message not acknowledged after this "
         "many seconds (null: only when the subscriber restarts)",
     )
+    relay_timeout: float = Field(
+        default=0.2,
+        gt=0,
+        le=1e6,
+        description="with the outbox: the relay publishes an event again when the broker has not "
+        "acknowledged it after this many seconds (each next wait backoff times longer)",
+    )
 
 
 class Workload(_Model):

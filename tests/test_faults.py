@@ -224,15 +224,17 @@ def test_drop_reply_orchestration_retries_and_deduplicates(signup):
     assert run.outcome == "completed"
 
 
-def test_drop_event_choreography_stalls(signup):
-    """The lesson: a lost event with nobody watching leaves the saga stalled."""
+def test_drop_event_choreography_is_published_again_by_the_outbox_relay(signup):
+    """A lost event: the broker never acknowledged it, so the relay publishes it again (without
+    the outbox nobody would, and the saga would stall: tests/test_semantics.py)."""
     run = ss.simulate(
         signup, "choreography", seed=1, faults=["{kind: drop, step: create_user, leg: reply}"]
     )
     (drop,) = rows(run, "drop")
     assert drop["message"] == "create_user.succeeded" and drop["target"] == "broker"
-    assert run.outcome == "stalled"
-    assert run.sagas.loc[0, "believed"] == ""
+    assert len(rows(run, "send", message="create_user.succeeded", source="identity")) == 2
+    assert run.outcome == "completed"
+    assert run.sagas.loc[0, "believed"] == "completed"
 
 
 @pytest.mark.parametrize("style", STYLES)

@@ -37,23 +37,47 @@ def test_outbox_on_relays_the_message_after_the_restart(signup, style):
     assert run.outcome == "completed" and not run.violations
 
 
-@pytest.mark.parametrize(
-    "style,outcome", [("orchestration", "completed"), ("choreography", "stalled")]
-)
-def test_outbox_off_loses_the_message(signup, style, outcome):
+@pytest.mark.parametrize("style", STYLES)
+def test_outbox_off_a_crash_loses_the_message_and_the_record_answers_the_retry(signup, style):
     run = ss.simulate(policy(signup, outbox=False), style, seed=1, faults=[AFTER_COMMIT])
     lost = [r for r in rows(run, "drop", source="identity") if "no outbox" in r["detail"]]
     assert len(lost) == 1
     assert len(rows(run, "tx_commit", step="create_user")) == 1
+    answered = [r for r in rows(run, "ignored") if "already committed" in r["detail"]]
+    assert answered
     if style == "orchestration":
-        # the coordinator times out, re-sends, and the service answers from its records
+        # the coordinator times out and re-sends; the service answers from its records
         assert rows(run, "timeout", step="create_user")
-        assert any("already committed" in r["detail"] for r in rows(run, "ignored"))
     else:
-        # the broker redelivers the trigger after the restart, but the step is done: nobody
-        # ever publishes create_user.succeeded, and nobody is watching
-        assert not rows(run, "send", message="create_user.succeeded")
-    assert run.outcome == outcome
+        # the trigger was never acknowledged: the broker redelivers it after the restart, and
+        # the idempotent consumer answers it from its record (it publishes the event again)
+        again = rows(run, "send", message="create_user.succeeded", source="identity")
+        assert len(again) == 1 and again[0]["detail"] == "from the idempotency record"
+        assert again[0]["time"] > answered[0]["time"] - 1e-9
+    assert run.outcome == "completed"
+
+
+LOST_PUBLISH = "{kind: drop, step: create_user, leg: reply}"
+
+
+@pytest.mark.parametrize("outbox", [False, True])
+def test_a_lost_publish_is_sent_again_only_by_the_outbox_relay(signup, outbox):
+    run = ss.simulate(policy(signup, outbox=outbox), "choreography", seed=1, faults=[LOST_PUBLISH])
+    (drop,) = rows(run, "drop")
+    assert drop["message"] == "create_user.succeeded" and drop["target"] == "broker"
+    relayed = rows(run, "retry", source="identity")
+    if outbox:
+        (retry,) = relayed
+        assert retry["msg_id"] == drop["msg_id"]  # the same outbox entry, published again
+        assert retry["time"] == pytest.approx(drop["time"] + signup.policy.relay_timeout)
+        assert run.outcome == "completed" and not run.violations
+    else:
+        assert not relayed
+        assert run.outcome == "stalled" and run.sagas.loc[0, "believed"] == ""
+    orch = ss.simulate(
+        policy(signup, outbox=outbox), "orchestration", seed=1, faults=[LOST_PUBLISH]
+    )
+    assert orch.outcome == "completed"  # the coordinator's own retry, outbox or not
 
 
 @pytest.mark.parametrize("style", STYLES)

@@ -222,6 +222,9 @@ def choreography_flow(scenario: Scenario) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["topic", "publisher", "subscriber", "reaction", "path"])
 
 
+_FROM_RECORD = "from the idempotency record"
+
+
 class Broker(Node):
     """Publish/subscribe with durable subscriptions and redelivery of unacknowledged messages."""
 
@@ -366,9 +369,18 @@ class Choreography:
         self.world.run("broker", "saga_requested", "event")
 
     def _publish(
-        self, svc: Service, saga: int, topic: str, i: int, phase: int, attempt: int
+        self,
+        svc: Service,
+        saga: int,
+        topic: str,
+        i: int,
+        phase: int,
+        attempt: int,
+        note: str = "",
     ) -> None:
-        svc.send(Message(saga, topic, "event", svc.name, "broker", i, REPLY, phase, attempt))
+        svc.send(
+            Message(saga, topic, "event", svc.name, "broker", i, REPLY, phase, attempt, note=note)
+        )
 
     def _declare(self, svc: Service, saga: int, state: str, i: int = -1) -> None:
         step = svc.world.scenario.steps[i].name if i >= 0 else ""
@@ -442,7 +454,10 @@ class Choreography:
                         else:
                             self._declare(svc, saga, "completed")
                 return res
-            if res != FAILED:  # ALREADY, BUSY, REFUSED: nothing to publish
+            if res == ALREADY:  # a redelivered trigger: answer it from the record
+                self._publish(svc, saga, self.topics[i][0], i, ACTION, tries, _FROM_RECORD)
+                return res
+            if res != FAILED:  # BUSY (the worker on it publishes), REFUSED: nothing to publish
                 return res
             if step.kind == "retriable":
                 yield from self._backoff(svc, saga, i, step.action, tries)
@@ -477,6 +492,10 @@ class Choreography:
                     self._check_end(svc, saga)
                 elif self.prev_undoable[c] is None:  # the earliest step: the chain's end
                     self._declare(svc, saga, "compensated")
+                return res
+            if res == ALREADY and step.undoable:  # answer a redelivered trigger from the record
+                topic = f"{step.name}.compensated"
+                self._publish(svc, saga, topic, c, COMPENSATION, tries, _FROM_RECORD)
                 return res
             if res != FAILED:  # ALREADY or BUSY
                 return res

@@ -89,6 +89,7 @@ class Network:
             if isinstance(f, Partition)
         ]
         self.step_names = [s.name for s in world.scenario.steps]
+        self.relay = world.scenario.policy.outbox  # publisher acknowledgements (see _lost)
         # the message rides on its latency timeout as its value; callbacks bound once
         self._on_arrival = self._arrival
         self._on_second_arrival = self._second_arrival
@@ -167,7 +168,7 @@ class Network:
         reliable = m.source == "client"  # the start request is an RPC: random loss is a failed
         # call, which the client retries; it is not drawn, so both styles start alike
         if self.loss and not reliable and u(LOSS, saga, step, leg, phase, attempt) < self.loss:
-            trace("drop", m, "lost by the network")
+            self._lost(m, "lost by the network")
             return
         extra = 0.0
         for rule in self.delays:
@@ -225,10 +226,14 @@ class Network:
         self._arrive(ev.value, 1)
 
     def _lost(self, m: Message, why: str) -> None:
-        """Trace a lost message; the client's start request is retried (see ``Client``)."""
+        """Trace a lost message. The client's start request is retried (see ``Client``); an
+        event a service publishes is published again by its outbox relay, with the outbox on
+        (see ``Service.unacknowledged``)."""
         self._trace("drop", m, why)
         if m.source == "client":
             self.nodes["client"].call_failed(m, why)
+        elif m.target == "broker" and self.relay:
+            self.nodes[m.source].unacknowledged(m)
 
     def _arrive(self, m: Message, copy: int) -> None:
         node = self.nodes[m.target]

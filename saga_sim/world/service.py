@@ -10,7 +10,8 @@ store survives crashes; work in progress does not: a crash interrupts the worker
   a compensation of an action that never ran is recorded as a null compensation;
 - the transactional outbox (``policy.outbox``): a message sent after a local transaction is
   committed with it, so a crash between commit and send delays it (the relay sends it on
-  restart) instead of losing it;
+  restart) instead of losing it, and an event the broker does not acknowledge (lost on the way)
+  is published again by the relay (``policy.relay_timeout``, then ``policy.backoff``);
 - crash triggers: ``crash`` faults with ``when: before_commit | after_commit``.
 
 The style gives the service its ``handler`` for incoming messages.
@@ -150,6 +151,7 @@ class Service(Node):
         self.seen: set[int] = set()
         self.journal: list[tuple] = []
         self.outbox: list[Message] = []
+        self._relayed: dict[int, int] = {}  # message id -> times the relay published it again
         self.participants: dict[int, Any] = {}  # step index -> plugged behaviour
         self.db: dict[Any, Any] = {}  # the plugged behaviour's own durable table
         self.busy: dict[simpy.Process, Message] = {}
@@ -260,6 +262,29 @@ class Service(Node):
         for m in relay:
             m.note = "relayed from the outbox after the restart"
             self._send(m)
+
+    def unacknowledged(self, m: Message) -> None:
+        """With the outbox on, an event published to the broker and lost on the way is not
+        acknowledged: the relay publishes it again (the same outbox entry, the same message id)
+        ``policy.relay_timeout`` after, each next wait ``policy.backoff`` times longer, until the
+        broker has it. A relay that is down keeps it in the outbox and publishes it on restart.
+        The acknowledgement itself is not drawn as a message (it is taken as reliable)."""
+        pol = self._policy
+        k = self._relayed.get(m.msg_id, 0) + 1
+        self._relayed[m.msg_id] = k
+        wait = pol.relay_timeout * pol.backoff ** min(k - 1, 20)
+
+        def again(_ev: simpy.Event) -> None:
+            self.world.retries[m.saga] += 1
+            note = f"outbox relay: no broker ack within {wait:.3g}s, published again"
+            copy = m.redelivery(m.attempt + 1, note)
+            self._t("retry", m.saga, "broker", m.step, m.name, m.msg_id, copy.attempt, note)
+            if self.up:
+                self._send(copy)
+            else:
+                self.outbox.append(copy)
+
+        self.env.timeout(wait).callbacks.append(again)
 
     def _crash_now(self, trigger: _Trigger) -> None:
         """Crash from inside a handler (a crash trigger): down now, up after its duration."""
