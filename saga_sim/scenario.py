@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from .distributions import Distribution, Exponential, Lognormal
-from .faults import Crash, FailCompensation, Fault, Partition, _MessageFault
+from .faults import Crash, FailCompensation, Fault, MessageFault, Partition
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -501,7 +501,7 @@ def _fault_problems(faults: Iterable[Any], sc: Scenario, file: str, prefix: str)
                     Problem(file, f"{base}.step", f"step {step!r} has no compensation to fail")
                 )
         if (
-            isinstance(f, _MessageFault)
+            isinstance(f, MessageFault)
             and f.compensation
             and step in steps
             and not sc.steps[steps.index(step)].undoable
@@ -525,7 +525,7 @@ def _fault_problems(faults: Iterable[Any], sc: Scenario, file: str, prefix: str)
                     unknown(f"{base}.between[{j}]", "node", node, [*nodes, "*"])
             if f.between[0] == f.between[1]:
                 out.append(Problem(file, f"{base}.between", "the two sides must differ"))
-        if isinstance(f, _MessageFault):
+        if isinstance(f, MessageFault):
             if f.message is not None and f.message not in messages:
                 unknown(f"{base}.message", "message", f.message, messages)
             if f.link_pair is not None:
