@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -24,11 +23,10 @@ import yaml
 
 import saga_sim as ss
 from saga_sim import viz
+from saga_sim.bundled import scenario_text
 from saga_sim.experiments import SWEEP_METRICS, get_param, param_paths
 from saga_sim.viz import experiments as vx
 
-ROOT = Path(__file__).resolve().parent
-SCENARIO_DIR = ROOT / "scenarios"
 MAX_SAGAS = 2000
 DEFAULT_SCENARIO = "user_registration"
 CUSTOM = "custom"
@@ -80,7 +78,7 @@ ISOLATION = ("semantic_lock", "commutative", "reread", "version")
 
 def bundled_names() -> tuple[str, ...]:
     """The bundled scenarios' names (file stems), the running example first."""
-    names = sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+    names = list(ss.bundled_scenarios())
     if DEFAULT_SCENARIO in names:
         names.remove(DEFAULT_SCENARIO)
         names.insert(0, DEFAULT_SCENARIO)
@@ -94,7 +92,7 @@ def bundled_names() -> tuple[str, ...]:
 @st.cache_data(show_spinner=False)
 def bundled_yaml(name: str) -> str:
     """A bundled scenario's YAML text."""
-    return (SCENARIO_DIR / f"{name}.yaml").read_text(encoding="utf-8")
+    return scenario_text(name)
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)

@@ -8,6 +8,7 @@ The public API::
     cmp = ss.compare(sc, faults=[...], seed=7)
 """
 
+from .bundled import bundled_scenarios
 from .checks import INVARIANTS, OUTCOMES, Violation
 from .coursework import Participant
 from .experiments import (
@@ -75,6 +76,7 @@ __all__ = [
     "Shrunk",
     "Violation",
     "apply_knobs",
+    "bundled_scenarios",
     "choreography_flow",
     "compare",
     "config_from_query_string",

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from .bundled import bundled_scenarios, find_bundled
 from .distributions import Distribution, Exponential, Lognormal
 from .faults import Crash, FailCompensation, Fault, MessageFault, Partition
 
@@ -711,17 +712,28 @@ def scenario_from_dict(data: Any, source: str = "<scenario>") -> Scenario:
 
 
 def load_scenario(path: str | os.PathLike[str]) -> Scenario:
-    """Read and validate a scenario file (YAML, at most 1 MiB).
+    """Read and validate a scenario file (YAML, at most 1 MiB), or a bundled scenario by name.
+
+    ``path`` is a file; a string that names no file but a bundled scenario
+    (``"user_registration"``, see ``bundled_scenarios()``) loads that one, from any directory.
 
     Raises:
         ScenarioError: the file is missing, too large, not YAML, or not a valid scenario.
     """
     p = Path(path)
     name = str(path)
+    if isinstance(path, str) and not p.exists() and (found := find_bundled(path)) is not None:
+        return parse_scenario(found.read_text(encoding="utf-8"), name)
     try:
         size = p.stat().st_size
     except OSError as exc:
-        raise ScenarioError([Problem(name, "", f"cannot read the file: {exc.strerror}")]) from None
+        why = f"cannot read the file: {exc.strerror}"
+        if isinstance(exc, FileNotFoundError) and not ({"/", "\\"} & set(name)):
+            why = (
+                "no such file, and no bundled scenario of that name "
+                f"(bundled: {', '.join(bundled_scenarios())})"
+            )
+        raise ScenarioError([Problem(name, "", why)]) from None
     if size > MAX_FILE_BYTES:
         raise ScenarioError(
             [
