@@ -3,7 +3,13 @@ alone carries the code and the scenarios, and the API reference builds from the 
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
 import re
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -105,3 +111,86 @@ def test_nothing_patches_sys_path():
     assert _tracked_sources(), "no source found"
     assert not offenders
 
+
+# --- the wheel ----------------------------------------------------------------------------------
+
+
+def _pip(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=cwd,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel built from this checkout (with the hatchling installed here when there is one,
+    else in pip's isolated build environment)."""
+    out = tmp_path_factory.mktemp("wheel")
+    isolation = [] if importlib.util.find_spec("hatchling") is None else ["--no-build-isolation"]
+    _pip("wheel", "-q", "--no-deps", *isolation, "-w", str(out), str(ROOT))
+    (built,) = out.glob("saga_sim-*.whl")
+    return built
+
+
+def test_the_wheel_carries_the_package_and_the_scenarios_and_nothing_else(wheel: Path):
+    names = zipfile.ZipFile(wheel).namelist()
+    modules = {n for n in names if n.endswith(".py")}
+    assert modules == {p.relative_to(ROOT).as_posix() for p in (ROOT / "saga_sim").rglob("*.py")}
+    assert {n for n in names if n.startswith("saga_sim/_scenarios/")} == {
+        f"saga_sim/_scenarios/{name}.yaml" for name in FILES
+    }
+    assert not [n for n in names if n.split("/")[0] in ("tests", "notebooks", "benchmarks")]
+    entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    assert "saga-sim = saga_sim.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_the_installed_wheel_alone_runs_outside_the_repository(wheel: Path, tmp_path: Path):
+    """Install the wheel alone (its dependencies come from this environment) into a folder of
+    its own, then, from a directory outside the checkout, import it, load bundled scenarios by
+    name and run the console script: the code and the scenarios all come from the wheel."""
+    site = tmp_path / "site"
+    _pip("install", "-q", "--no-deps", "--no-compile", "--target", str(site), str(wheel))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSAFEPATH")}
+    env["PYTHONPATH"] = str(site)
+
+    def run(*cmd: str) -> str:
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=120, cwd=elsewhere, env=env
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    probe = run(
+        sys.executable,
+        "-c",
+        "import json, saga_sim as ss; from saga_sim import bundled; "
+        "sc = ss.load_scenario('user_registration'); "
+        "print(json.dumps({'file': ss.__file__, 'dir': str(bundled.scenario_dir()), "
+        "'names': ss.bundled_scenarios(), 'scenario': sc.name, 'version': ss.__version__}))",
+    )
+    found = json.loads(probe)
+    assert Path(found["file"]).is_relative_to(site), found["file"]
+    assert Path(found["dir"]) == site / "saga_sim" / "_scenarios"
+    assert found["names"] == FILES and found["scenario"] == "user-registration"
+    assert found["version"] == ss.__version__
+
+    fault = "{kind: drop, step: create_user, leg: reply}"
+    script = site / "bin" / "saga-sim"
+    assert script.is_file()
+    args = ("run", "user_registration", "--seed", "7", "--fault", fault, "--json")
+    via_script = json.loads(run(str(script), *args))
+    via_module = json.loads(run(sys.executable, "-m", "saga_sim", *args))
+    assert via_script == via_module
+    expected = ss.compare("user_registration", faults=[fault], seed=7)
+    for style, summary in via_script["styles"].items():
+        assert summary == json.loads(json.dumps(expected.runs[style].summary()))
+    assert via_script["styles"]["choreography"]["outcomes"]["stalled"] == 1
+    assert "valid scenario 'trip-booking'" in run(str(script), "validate", "trip_booking")

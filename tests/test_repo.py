@@ -6,6 +6,8 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 import saga_sim as ss
 from saga_sim import scenario as scenario_module
 
@@ -22,6 +24,8 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
     app_cmd, test_cmd = _readme_commands()
     assert "streamlit run app.py" in app_cmd and "requirements.txt" in app_cmd
     assert "pytest" in test_cmd and "requirements-dev.txt" in test_cmd
+    for cmd in (app_cmd, test_cmd):  # the package itself: notebooks and benchmarks import it
+        assert "-e ." in cmd.split("&&")[1], cmd
     ci = (ROOT / ".ci" / "run").read_text()
     assert test_cmd in ci.splitlines()
 
@@ -74,6 +78,28 @@ def test_public_api_is_exactly_all():
     assert set(ss.__all__) == exported - modules
     for name in ss.__all__:
         assert getattr(ss, name) is not None
+
+
+def _readme_public_names() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### Every public name", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\| `(\w+)` \|", section, flags=re.M)
+
+
+def test_the_readme_documents_exactly_the_public_names():
+    documented = _readme_public_names()
+    assert len(documented) == len(set(documented)), "a name is documented twice"
+    assert set(documented) == set(ss.__all__)
+    assert not {"RunConfig", "KNOBS", "encode_config"} & set(ss.__all__)  # the app's, in share
+
+
+def test_names_moved_to_share_still_resolve_with_a_warning():
+    from saga_sim import share
+
+    with pytest.warns(DeprecationWarning, match=r"saga_sim\.share\.RunConfig"):
+        assert ss.RunConfig is share.RunConfig
+    with pytest.raises(AttributeError, match="no_such_name"):
+        ss.no_such_name  # noqa: B018
 
 
 def test_readme_documents_every_scenario_key():
