@@ -194,3 +194,35 @@ def test_the_installed_wheel_alone_runs_outside_the_repository(wheel: Path, tmp_
         assert summary == json.loads(json.dumps(expected.runs[style].summary()))
     assert via_script["styles"]["choreography"]["outcomes"]["stalled"] == 1
     assert "valid scenario 'trip-booking'" in run(str(script), "validate", "trip_booking")
+
+
+# --- the API reference --------------------------------------------------------------------------
+
+
+def test_the_api_reference_builds_from_the_docstrings(tmp_path: Path):
+    """``python docs/make_api.py DIR`` (pdoc) writes a page per public module; the top-level
+    page documents every public name with its docstring."""
+    if importlib.util.find_spec("pdoc") is None:
+        message = "pdoc is not installed here: pip install -r requirements-dev.txt"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "make_api.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    top = (tmp_path / "saga_sim.html").read_text(encoding="utf-8")
+    for name in ss.__all__:
+        assert f'id="{name}"' in top, f"{name} is not on the API reference's top page"
+    assert "Run both styles on the same scenario, faults and seed" in top  # compare's docstring
+    pages = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.html")}
+    for module in ("run", "scenario", "bundled", "share", "coursework", "viz", "experiments"):
+        assert f"saga_sim/{module}.html" in pages, sorted(pages)
+    assert not [p for p in pages if "/_" in p], "a private module has a page"
+    assert "resolve_scenario" in (tmp_path / "saga_sim" / "run.html").read_text(encoding="utf-8")
