@@ -138,6 +138,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built
 
 
+@pytest.mark.slow
 def test_the_wheel_carries_the_package_and_the_scenarios_and_nothing_else(wheel: Path):
     names = zipfile.ZipFile(wheel).namelist()
     modules = {n for n in names if n.endswith(".py")}
@@ -150,6 +151,7 @@ def test_the_wheel_carries_the_package_and_the_scenarios_and_nothing_else(wheel:
     assert "saga-sim = saga_sim.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
+@pytest.mark.slow
 def test_the_installed_wheel_alone_runs_outside_the_repository(wheel: Path, tmp_path: Path):
     """Install the wheel alone (its dependencies come from this environment) into a folder of
     its own, then, from a directory outside the checkout, import it, load bundled scenarios by
@@ -199,6 +201,7 @@ def test_the_installed_wheel_alone_runs_outside_the_repository(wheel: Path, tmp_
 # --- the API reference --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_api_reference_builds_from_the_docstrings(tmp_path: Path):
     """``python docs/make_api.py DIR`` (pdoc) writes a page per public module; the top-level
     page documents every public name with its docstring."""
