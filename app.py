@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -23,12 +22,11 @@ import streamlit as st
 import yaml
 
 import saga_sim as ss
-from saga_sim import viz
+from saga_sim import share, viz
+from saga_sim.bundled import scenario_text
 from saga_sim.experiments import SWEEP_METRICS, get_param, param_paths
 from saga_sim.viz import experiments as vx
 
-ROOT = Path(__file__).resolve().parent
-SCENARIO_DIR = ROOT / "scenarios"
 MAX_SAGAS = 2000
 DEFAULT_SCENARIO = "user_registration"
 CUSTOM = "custom"
@@ -60,7 +58,7 @@ VIEWS = (
     "Experiments",
     "Share & export",
 )
-KNOBS = ss.KNOBS
+KNOBS = share.KNOBS
 SWITCH_LABELS = {
     "idempotent": "Idempotent consumers",
     "outbox": "Transactional outbox",
@@ -80,7 +78,7 @@ ISOLATION = ("semantic_lock", "commutative", "reread", "version")
 
 def bundled_names() -> tuple[str, ...]:
     """The bundled scenarios' names (file stems), the running example first."""
-    names = sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+    names = list(ss.bundled_scenarios())
     if DEFAULT_SCENARIO in names:
         names.remove(DEFAULT_SCENARIO)
         names.insert(0, DEFAULT_SCENARIO)
@@ -94,7 +92,7 @@ def bundled_names() -> tuple[str, ...]:
 @st.cache_data(show_spinner=False)
 def bundled_yaml(name: str) -> str:
     """A bundled scenario's YAML text."""
-    return (SCENARIO_DIR / f"{name}.yaml").read_text(encoding="utf-8")
+    return scenario_text(name)
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
@@ -107,8 +105,8 @@ def parsed(yaml_text: str) -> ss.Scenario:
 def effective_yaml(base_yaml: str, knobs: tuple) -> str:
     """The YAML text of the scenario with the knobs applied: the simulation's cache key."""
     sc = parsed(base_yaml)
-    cfg = ss.RunConfig(**dict(zip(KNOBS, knobs)))
-    eff = ss.apply_knobs(sc, cfg)
+    cfg = share.RunConfig(**dict(zip(KNOBS, knobs)))
+    eff = share.apply_knobs(sc, cfg)
     return base_yaml if eff is sc else eff.to_yaml()
 
 
@@ -139,7 +137,7 @@ def simulate_pair(yaml_text: str, faults: tuple[str, ...], seed: int, sagas: int
 class Context:
     """What every view needs: the configuration, the scenario and the simulated result."""
 
-    cfg: ss.RunConfig
+    cfg: share.RunConfig
     scenario: ss.Scenario
     yaml_text: str
     result: dict
@@ -156,7 +154,7 @@ class Context:
 
 
 def scenario_defaults(sc: ss.Scenario) -> dict[str, Any]:
-    """The knob values a scenario itself sets (every name of ``ss.KNOBS``)."""
+    """The knob values a scenario itself sets (every name of ``share.KNOBS``)."""
     p = sc.policy
     iso = p.isolation
     return {
@@ -229,11 +227,11 @@ def init_state() -> None:
     st.session_state.setdefault("faults", [])
     names = bundled_names()
     params = {k: st.query_params.get_all(k) for k in st.query_params}
-    cfg = ss.RunConfig()
+    cfg = share.RunConfig()
     problems: list[str] = []
     if params:
         try:
-            cfg = ss.decode_config(params, names)
+            cfg = share.decode_config(params, names)
         except ss.ScenarioError as err:
             problems += problem_lines(err)
     if cfg.scenario_yaml is not None:
@@ -249,7 +247,7 @@ def init_state() -> None:
     sc = parsed(base_yaml())
     try:
         faults = ss.parse_faults(list(cfg.faults), sc, source="fault")
-        st.session_state["faults"] = [ss.fault_text(f) for f in faults]
+        st.session_state["faults"] = [share.fault_text(f) for f in faults]
     except ss.ScenarioError as err:
         problems += problem_lines(err)
     defaults = scenario_defaults(sc)
@@ -271,7 +269,7 @@ def init_state() -> None:
         st.session_state["link_problems"] = problems
 
 
-def current_config(sc: ss.Scenario) -> ss.RunConfig:
+def current_config(sc: ss.Scenario) -> share.RunConfig:
     """The configuration the widgets describe (knobs equal to the scenario's are left out)."""
     defaults = scenario_defaults(sc)
     knobs = {}
@@ -281,7 +279,7 @@ def current_config(sc: ss.Scenario) -> ss.RunConfig:
     choice = st.session_state.get("scenario_choice", DEFAULT_SCENARIO)
     custom = choice == CUSTOM
     sagas = int(st.session_state.get("sagas", sc.workload.sagas))
-    return ss.RunConfig(
+    return share.RunConfig(
         scenario=CUSTOM if custom else choice,
         scenario_yaml=st.session_state.get("custom_yaml") if custom else None,
         faults=tuple(st.session_state.get("faults", [])),
@@ -292,9 +290,9 @@ def current_config(sc: ss.Scenario) -> ss.RunConfig:
     )
 
 
-def sync_url(cfg: ss.RunConfig) -> None:
+def sync_url(cfg: share.RunConfig) -> None:
     """Write the configuration into the query string (only when it changed)."""
-    want = ss.encode_config(cfg)
+    want = share.encode_config(cfg)
     have = {k: st.query_params.get_all(k) for k in st.query_params}
     norm = {k: v if isinstance(v, list) else [v] for k, v in want.items()}
     if norm != have:
@@ -360,7 +358,7 @@ def on_scenario_change() -> None:
 
 def apply_preset(faults: tuple[str, ...]) -> None:
     sc = parsed(base_yaml())
-    st.session_state["faults"] = [ss.fault_text(f) for f in ss.parse_faults(list(faults), sc)]
+    st.session_state["faults"] = [share.fault_text(f) for f in ss.parse_faults(list(faults), sc)]
 
 
 def remove_fault(i: int) -> None:
@@ -382,13 +380,13 @@ def add_fault(data: dict) -> None:
         st.session_state["builder_problems"] = problem_lines(err)
         return
     st.session_state.pop("builder_problems", None)
-    st.session_state["faults"] = [*st.session_state.get("faults", []), ss.fault_text(f)]
+    st.session_state["faults"] = [*st.session_state.get("faults", []), share.fault_text(f)]
 
 
 def reset_safeguards() -> None:
     sc = parsed(base_yaml())
     defaults = scenario_defaults(sc)
-    for k in ss.SAFEGUARDS:
+    for k in share.SAFEGUARDS:
         st.session_state[k] = defaults[k]
 
 
@@ -407,7 +405,7 @@ def apply_lesson(key: str, fixed: bool) -> None:
         st.session_state[k] = v
     for k, v in (lesson.fix if fixed else lesson.without) or ():
         st.session_state[k] = v
-    st.session_state["faults"] = [ss.fault_text(f) for f in ss.parse_faults(lesson.faults, sc)]
+    st.session_state["faults"] = [share.fault_text(f) for f in ss.parse_faults(lesson.faults, sc)]
     st.session_state["seed"] = lesson.seed
     sagas = lesson.sagas if lesson.sagas is not None else sc.workload.sagas
     st.session_state["sagas"] = min(sagas, MAX_SAGAS)
@@ -482,7 +480,7 @@ def sidebar_run(sc: ss.Scenario) -> None:
 def sidebar_safeguards(sc: ss.Scenario) -> None:
     """Every safeguard switch, each with its one-line explanation."""
     defaults = scenario_defaults(sc)
-    changed = [k for k in ss.SAFEGUARDS if st.session_state.get(k, defaults[k]) != defaults[k]]
+    changed = [k for k in share.SAFEGUARDS if st.session_state.get(k, defaults[k]) != defaults[k]]
     title = "Safeguards" + (f" ({len(changed)} changed)" if changed else "")
     with st.sidebar.expander(title, icon=":material/shield:"):
         st.caption(
@@ -491,10 +489,10 @@ def sidebar_safeguards(sc: ss.Scenario) -> None:
         )
 
         def why(name: str) -> None:
-            st.caption(ss.SAFEGUARDS[name][1])
+            st.caption(share.SAFEGUARDS[name][1])
 
         def key_of(name: str) -> str:
-            return f"Scenario key: `{ss.SAFEGUARDS[name][0]}` (scenario: {defaults[name]})"
+            return f"Scenario key: `{share.SAFEGUARDS[name][0]}` (scenario: {defaults[name]})"
 
         for name in ("idempotent", "outbox", "barrier", "query_status"):
             st.toggle(SWITCH_LABELS[name], key=name, help=key_of(name))
@@ -579,7 +577,7 @@ def sidebar_lessons(sc: ss.Scenario) -> None:
                 st.caption(f"**{x.label}**: {x.reason}")
 
 
-def lesson_banner(sc: ss.Scenario, cfg: ss.RunConfig) -> None:
+def lesson_banner(sc: ss.Scenario, cfg: share.RunConfig) -> None:
     """While the configuration is a lesson's, say which lesson and what to look for."""
     defaults = scenario_defaults(sc)
     faults = tuple(cfg.faults)
@@ -590,7 +588,7 @@ def lesson_banner(sc: ss.Scenario, cfg: ss.RunConfig) -> None:
         if not lesson.applies:
             continue
         try:
-            want = tuple(ss.fault_text(f) for f in ss.parse_faults(lesson.faults, sc))
+            want = tuple(share.fault_text(f) for f in ss.parse_faults(lesson.faults, sc))
         except ss.ScenarioError:
             continue
         if want != faults or cfg.seed != lesson.seed:
@@ -600,7 +598,7 @@ def lesson_banner(sc: ss.Scenario, cfg: ss.RunConfig) -> None:
                 continue
             state = dict(defaults)
             state.update(dict(knobs))
-            have = {k: st.session_state.get(k, defaults[k]) for k in ss.KNOBS}
+            have = {k: st.session_state.get(k, defaults[k]) for k in share.KNOBS}
             if have == state:
                 if fixed:
                     st.success(
@@ -609,7 +607,7 @@ def lesson_banner(sc: ss.Scenario, cfg: ss.RunConfig) -> None:
                     )
                 else:
                     fix = ", ".join(
-                        f"`{ss.SAFEGUARDS[k][0]}: {str(v).lower()}`"
+                        f"`{share.SAFEGUARDS[k][0]}: {str(v).lower()}`"
                         for k, v in lesson.fix or ()
                         if v != dict(lesson.without).get(k)
                     )
@@ -1189,7 +1187,7 @@ def open_point(point: str, style: str | None = None) -> None:
         return
     sc = parsed(base_yaml())
     faults = ss.parse_faults(cells[point], sc) if cells[point] != "[]" else ()
-    st.session_state["faults"] = [ss.fault_text(f) for f in faults]
+    st.session_state["faults"] = [share.fault_text(f) for f in faults]
     st.session_state["sagas"] = 1
     st.session_state["saga"] = 1
     st.session_state["view"] = "Timeline"
@@ -1544,7 +1542,7 @@ def _scenario_with_faults(ctx: Context) -> str:
 
 
 def share_view(ctx: Context) -> None:
-    qs = ss.config_to_query_string(ctx.cfg)
+    qs = share.config_to_query_string(ctx.cfg)
     st.markdown(
         "**Share this run.** The address bar already holds it: copy the link, and whoever "
         "opens it gets the same scenario, faults, seed and knobs — the same trace, to the row."

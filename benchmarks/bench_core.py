@@ -14,17 +14,11 @@ from __future__ import annotations
 import argparse
 import gc
 import random
-import sys
 import time
-from pathlib import Path
 
 import simpy
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import saga_sim as ss
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def minimal_model(n: int, seed: int = 0, reply: str = "mailbox") -> float:
@@ -72,7 +66,7 @@ def minimal_model(n: int, seed: int = 0, reply: str = "mailbox") -> float:
 
 
 def core(n: int, style: str, seed: int = 0) -> tuple[float, ss.Run]:
-    sc = ss.load_scenario(ROOT / "scenarios" / "user_registration.yaml")
+    sc = ss.load_scenario("user_registration")
     t0 = time.perf_counter()
     run = ss.simulate(sc, style, seed=seed, sagas=n)
     return time.perf_counter() - t0, run

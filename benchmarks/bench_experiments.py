@@ -23,14 +23,10 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import saga_sim as ss
 
-import saga_sim as ss  # noqa: E402
-
-SEED_FILE = ROOT / "scenarios" / "user_registration.yaml"
+SEED_FILE = "user_registration"  # the bundled sign-up scenario, by name
 
 
 def bench_matrix() -> None:

@@ -17,18 +17,13 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+from saga_sim import coursework as cw
 
-from saga_sim import coursework as cw  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 SETUP = """\
-# Setup: find the project folder (the one holding saga_sim/), make it importable, import.
-import pathlib, sys
-here = pathlib.Path.cwd().resolve()
-root = next(p for p in (here, *here.parents) if (p / "saga_sim" / "__init__.py").is_file())
-sys.path.insert(0, str(root))
-
+# Setup: import the simulator. It is installed with the project (see the README), so this
+# notebook runs from any folder; the bundled scenarios load by name.
 import pandas as pd
 import saga_sim as ss
 import saga_sim.coursework as cw
@@ -164,7 +159,7 @@ def nb01() -> Book:
     )
     b.code(
         """
-        sc = cw.bundled("user_registration")   # the same as ss.load_scenario("../scenarios/...")
+        sc = cw.bundled("user_registration")   # the same as ss.load_scenario("user_registration")
         pd.DataFrame([(s.name, s.service, s.kind, s.compensation) for s in sc.steps],
                      columns=["step", "service", "kind", "compensation"])
         """

@@ -8,6 +8,7 @@ The public API::
     cmp = ss.compare(sc, faults=[...], seed=7)
 """
 
+from .bundled import bundled_scenarios
 from .checks import INVARIANTS, OUTCOMES, Violation
 from .coursework import Participant
 from .experiments import (
@@ -35,30 +36,46 @@ from .scenario import (
     parse_faults,
     parse_scenario,
 )
-from .share import (
-    KNOBS,
-    SAFEGUARDS,
-    RunConfig,
-    apply_knobs,
-    config_from_query_string,
-    config_to_query_string,
-    decode_config,
-    encode_config,
-    fault_text,
-)
 from .styles import STYLES, choreography_flow, orchestration_states
 from .trace import EVENT_COLUMNS, EVENT_KINDS
 
 __version__ = "0.1.0"
+
+# The app's URL machinery lived here before saga_sim.share was its home; old spellings keep
+# working for a while, with a warning that names the new place.
+_MOVED_TO_SHARE = frozenset(
+    {
+        "KNOBS",
+        "SAFEGUARDS",
+        "RunConfig",
+        "apply_knobs",
+        "config_from_query_string",
+        "config_to_query_string",
+        "decode_config",
+        "encode_config",
+        "fault_text",
+    }
+)
+
+
+def __getattr__(name: str) -> object:
+    if name in _MOVED_TO_SHARE:
+        import warnings
+
+        from . import share
+
+        warnings.warn(
+            f"saga_sim.{name} moved to saga_sim.share.{name}", DeprecationWarning, stacklevel=2
+        )
+        return getattr(share, name)
+    raise AttributeError(f"module 'saga_sim' has no attribute {name!r}")
 
 __all__ = [
     "EVENT_COLUMNS",
     "EVENT_KINDS",
     "FAULT_KINDS",
     "INVARIANTS",
-    "KNOBS",
     "OUTCOMES",
-    "SAFEGUARDS",
     "STYLES",
     "Comparison",
     "Divergence",
@@ -69,23 +86,17 @@ __all__ = [
     "Problem",
     "Rates",
     "Run",
-    "RunConfig",
     "Scenario",
     "ScenarioError",
     "Shrunk",
     "Violation",
-    "apply_knobs",
+    "bundled_scenarios",
     "choreography_flow",
     "compare",
-    "config_from_query_string",
-    "config_to_query_string",
     "count_fault_points",
-    "decode_config",
     "describe_fault",
-    "encode_config",
     "fault_matrix",
     "fault_points",
-    "fault_text",
     "find_and_shrink",
     "lessons",
     "load_scenario",

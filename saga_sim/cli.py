@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .cli_types import nonneg_int
 from .run import compare, simulate
 from .scenario import Scenario, ScenarioError, load_scenario, parse_faults
 from .styles import STYLES
@@ -118,17 +119,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.out:
         print(f"\nwrote {args.out}/events.csv, sagas.csv, run.json")
     return 0
-
-
-def nonneg_int(text: str) -> int:
-    """An argparse type: a whole number >= 0."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {v}")
-    return v
 
 
 def _seconds(text: str) -> float:

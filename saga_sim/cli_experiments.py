@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from .checks import INVARIANTS, OUTCOMES
-from .cli import nonneg_int as _nonneg_int
+from .cli_types import nonneg_int as _nonneg_int
 from .scenario import Problem, ScenarioError, load_scenario
 
 __all__ = ["main", "register"]

@@ -23,16 +23,16 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
+from .bundled import bundled_scenarios, find_bundled, scenario_dir, scenario_text
 from .checks import INVARIANTS, OUTCOMES
 from .faults import FAULT_KINDS
 from .run import Run, simulate
-from .scenario import Scenario, ScenarioError, load_scenario, parse_scenario
+from .scenario import Scenario, ScenarioError, parse_scenario
 from .styles import STYLES
 from .world.service import ACTION_VERDICTS, COMPENSATION_VERDICTS, Request
 
@@ -58,8 +58,8 @@ APPLY, SKIP, REFUSE = ACTION_VERDICTS
 UNDO, NULL = COMPENSATION_VERDICTS[:2]
 """A participant's ``compensation`` answers: undo the effect; nothing to undo (or ``SKIP``)."""
 
-ROOT = Path(__file__).resolve().parent.parent
-SCENARIO_DIR = ROOT / "scenarios"
+SCENARIO_DIR = scenario_dir()
+"""Where the bundled scenarios are read from (see ``saga_sim.bundled``)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -67,21 +67,20 @@ SCENARIO_DIR = ROOT / "scenarios"
 
 
 @cache
-def _bundled(name: str) -> Scenario:
-    return load_scenario(SCENARIO_DIR / f"{name}.yaml")
+def _bundled(stem: str) -> Scenario:
+    return parse_scenario(scenario_text(stem), source=f"{stem}.yaml")
 
 
 def bundled(name: str) -> Scenario:
     """A bundled scenario by file stem or scenario name (``"trip_booking"``, ``"trip-booking"``).
 
     Works from any directory, so notebooks in ``notebooks/`` and ``notebooks/solutions/`` read
-    the same files.
+    the same files, and so does a notebook copied anywhere once the package is installed.
     """
-    stem = name.replace("-", "_").removesuffix(".yaml")
-    if not (SCENARIO_DIR / f"{stem}.yaml").is_file():
-        known = ", ".join(sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml")))
-        raise ValueError(f"no bundled scenario {name!r}; known: {known}")
-    return _bundled(stem)
+    found = find_bundled(name)
+    if found is None:
+        raise ValueError(f"no bundled scenario {name!r}; known: {', '.join(bundled_scenarios())}")
+    return _bundled(found.name.removesuffix(".yaml"))
 
 
 def _merge(base: dict, changes: dict) -> dict:

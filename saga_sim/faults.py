@@ -24,6 +24,7 @@ __all__ = [
     "FailCompensation",
     "FailStep",
     "Fault",
+    "MessageFault",
     "Partition",
     "describe_fault",
 ]
@@ -93,7 +94,10 @@ class CrashCoordinator(_Fault):
     duration: float = Field(alias="for", gt=0, le=1e7)
 
 
-class _MessageFault(_Fault):
+class MessageFault(_Fault):
+    """The base of the faults that select messages (drop, duplicate, delay): by ``step`` and
+    ``leg``, ``message`` or ``link``, and ``saga``."""
+
     message: str | None = None
     link: str | None = None
     step: str | None = None
@@ -109,7 +113,7 @@ class _MessageFault(_Fault):
         return v.replace(" ", "") if v is not None else v
 
     @model_validator(mode="after")
-    def _has_selector(self) -> _MessageFault:
+    def _has_selector(self) -> MessageFault:
         if self.message is None and self.link is None and self.step is None:
             raise ValueError("name at least one of: message, link, step")
         return self
@@ -122,14 +126,14 @@ class _MessageFault(_Fault):
         return a, b
 
 
-class Drop(_MessageFault):
+class Drop(MessageFault):
     """The first ``count`` matching messages are lost."""
 
     kind: Literal["drop"] = "drop"
     count: int = Field(default=1, ge=1, le=1_000_000)
 
 
-class Duplicate(_MessageFault):
+class Duplicate(MessageFault):
     """The first ``count`` matching messages are delivered twice, the copy ``lag`` s later."""
 
     kind: Literal["duplicate"] = "duplicate"
@@ -137,7 +141,7 @@ class Duplicate(_MessageFault):
     lag: float = Field(default=0.0, ge=0, le=1e7)
 
 
-class Delay(_MessageFault):
+class Delay(MessageFault):
     """Matching messages take ``extra`` seconds longer (the first ``count``, or all)."""
 
     kind: Literal["delay"] = "delay"
@@ -172,7 +176,7 @@ FAULT_KINDS: tuple[str, ...] = (
 )
 
 
-def _message_target(f: _MessageFault) -> str:
+def _message_target(f: MessageFault) -> str:
     parts = []
     if f.step is not None:
         what = "compensation " if f.compensation else ""

@@ -22,7 +22,7 @@ from .styles import BUILDERS, STYLES
 from .trace import events_frame
 from .world import World
 
-__all__ = ["Comparison", "Divergence", "Run", "compare", "simulate"]
+__all__ = ["Comparison", "Divergence", "Run", "compare", "resolve_scenario", "simulate"]
 
 SAGA_COLUMNS: tuple[str, ...] = (
     "saga",
@@ -82,7 +82,7 @@ class Run:
         )
         self.sagas = self._sagas_frame(world, outcomes)
 
-    def _release_trace(self) -> None:
+    def release_trace(self) -> None:
         """Free the trace's rows now (experiments that keep only aggregates call this).
 
         The finished world still points at the same list, and a world is a web of reference
@@ -233,7 +233,13 @@ class Run:
         return f"<Run {self.scenario.name} {self.style} seed={self.seed}: {o}>"
 
 
-def _resolve_scenario(scenario: Scenario | str | os.PathLike[str]) -> Scenario:
+def resolve_scenario(scenario: Scenario | str | os.PathLike[str]) -> Scenario:
+    """The scenario itself, or the one loaded from a path (what every entry point accepts).
+
+    Raises:
+        ScenarioError: the file cannot be read or is not a valid scenario.
+        TypeError: ``scenario`` is neither a ``Scenario`` nor a path.
+    """
     if isinstance(scenario, Scenario):
         return scenario
     if isinstance(scenario, (str, os.PathLike)):
@@ -301,7 +307,7 @@ def simulate(
     Raises:
         ScenarioError: the scenario, a fault or an argument is invalid (every problem listed).
     """
-    sc = _resolve_scenario(scenario)
+    sc = resolve_scenario(scenario)
     _check_args(style, seed, sagas, horizon)
     if participants:
         names = [s.name for s in sc.steps]
@@ -466,7 +472,7 @@ def compare(
     Returns:
         A ``Comparison``: both runs, a metrics table, and where their effects first differ.
     """
-    sc = _resolve_scenario(scenario)
+    sc = resolve_scenario(scenario)
     extra = parse_faults(faults, sc) if faults is not None else ()
     orch = simulate(sc, "orchestration", extra, seed, sagas, horizon)
     chor = simulate(sc, "choreography", extra, seed, sagas, horizon)

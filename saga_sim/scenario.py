@@ -21,8 +21,9 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from .bundled import bundled_scenarios, find_bundled
 from .distributions import Distribution, Exponential, Lognormal
-from .faults import Crash, FailCompensation, Fault, Partition, _MessageFault
+from .faults import Crash, FailCompensation, Fault, MessageFault, Partition
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -508,7 +509,7 @@ def _fault_problems(faults: Iterable[Any], sc: Scenario, file: str, prefix: str)
                     Problem(file, f"{base}.step", f"step {step!r} has no compensation to fail")
                 )
         if (
-            isinstance(f, _MessageFault)
+            isinstance(f, MessageFault)
             and f.compensation
             and step in steps
             and not sc.steps[steps.index(step)].undoable
@@ -532,7 +533,7 @@ def _fault_problems(faults: Iterable[Any], sc: Scenario, file: str, prefix: str)
                     unknown(f"{base}.between[{j}]", "node", node, [*nodes, "*"])
             if f.between[0] == f.between[1]:
                 out.append(Problem(file, f"{base}.between", "the two sides must differ"))
-        if isinstance(f, _MessageFault):
+        if isinstance(f, MessageFault):
             if f.message is not None and f.message not in messages:
                 unknown(f"{base}.message", "message", f.message, messages)
             if f.link_pair is not None:
@@ -718,17 +719,28 @@ def scenario_from_dict(data: Any, source: str = "<scenario>") -> Scenario:
 
 
 def load_scenario(path: str | os.PathLike[str]) -> Scenario:
-    """Read and validate a scenario file (YAML, at most 1 MiB).
+    """Read and validate a scenario file (YAML, at most 1 MiB), or a bundled scenario by name.
+
+    ``path`` is a file; a string that names no file but a bundled scenario
+    (``"user_registration"``, see ``bundled_scenarios()``) loads that one, from any directory.
 
     Raises:
         ScenarioError: the file is missing, too large, not YAML, or not a valid scenario.
     """
     p = Path(path)
     name = str(path)
+    if isinstance(path, str) and not p.exists() and (found := find_bundled(path)) is not None:
+        return parse_scenario(found.read_text(encoding="utf-8"), name)
     try:
         size = p.stat().st_size
     except OSError as exc:
-        raise ScenarioError([Problem(name, "", f"cannot read the file: {exc.strerror}")]) from None
+        why = f"cannot read the file: {exc.strerror}"
+        if isinstance(exc, FileNotFoundError) and not ({"/", "\\"} & set(name)):
+            why = (
+                "no such file, and no bundled scenario of that name "
+                f"(bundled: {', '.join(bundled_scenarios())})"
+            )
+        raise ScenarioError([Problem(name, "", why)]) from None
     if size > MAX_FILE_BYTES:
         raise ScenarioError(
             [

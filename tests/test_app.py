@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import saga_sim as ss
+from saga_sim import share
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -181,17 +182,17 @@ def test_fault_builder_adds_and_removes_a_fault():
 
 
 def test_a_query_string_reproduces_a_run():
-    cfg = ss.RunConfig(
+    cfg = share.RunConfig(
         faults=("{kind: drop, step: create_user, leg: reply}",),
         seed=3,
         sagas=4,
         latency_ms=8.0,
         retries=2,
     )
-    qs = ss.config_to_query_string(cfg)
-    at = fresh({k: v for k, v in ss.encode_config(cfg).items()})
+    qs = share.config_to_query_string(cfg)
+    at = fresh({k: v for k, v in share.encode_config(cfg).items()})
     no_exception(at)
-    sc = ss.apply_knobs(ss.load_scenario(ROOT / "scenarios/user_registration.yaml"), cfg)
+    sc = share.apply_knobs(ss.load_scenario(ROOT / "scenarios/user_registration.yaml"), cfg)
     cmp = ss.compare(sc, faults=list(cfg.faults), seed=3, sagas=4)
     shown = dict(metric_values(at)[:3]), dict(metric_values(at)[3:6])
     for style, values in zip(ss.STYLES, shown):
@@ -200,7 +201,7 @@ def test_a_query_string_reproduces_a_run():
         assert values["compensations"] == f"{m['compensations']:,}"
         assert values["latency (mean)"] == f"{m['latency_mean'] * 1000:.1f} ms"
     # the app writes the same configuration back into the URL
-    assert ss.config_from_query_string(qs) == ss.decode_config(at.query_params)
+    assert share.config_from_query_string(qs) == share.decode_config(at.query_params)
     # and a second visitor with that link sees the same numbers
     again = fresh(dict(at.query_params))
     assert metric_values(again) == metric_values(at)

@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import saga_sim as ss
+from saga_sim import share
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -208,7 +209,7 @@ def test_every_switch_is_in_the_sidebar_with_its_explanation():
     at = fresh()
     ok(at)
     captions = " ".join(c.value for c in at.sidebar.caption)
-    for name, (_path, text) in ss.SAFEGUARDS.items():
+    for name, (_path, text) in share.SAFEGUARDS.items():
         assert text in captions, name
     keys = {w.key for w in [*at.sidebar.toggle, *at.sidebar.number_input]}
     assert {"idempotent", "outbox", "barrier", "query_status", *ISOLATION} <= keys
@@ -307,8 +308,8 @@ ONE_STEP = "name: one\nservices: {a: {}}\nsteps:\n  - {name: only, service: a, a
 
 
 def test_a_one_step_scenario_of_ones_own_gets_its_matrix_lessons_and_sweep():
-    cfg = ss.RunConfig(scenario="custom", scenario_yaml=ONE_STEP)
-    at = experiments(ss.encode_config(cfg))
+    cfg = share.RunConfig(scenario="custom", scenario_yaml=ONE_STEP)
+    at = experiments(share.encode_config(cfg))
     ok(at)
     assert len(at.selectbox(key="matrix_pick").options) == 1 + 8  # no fault + 8 per step
     assert at.selectbox(key="lesson").options == [

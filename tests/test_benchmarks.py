@@ -3,12 +3,20 @@ speed is measured by running the benchmarks themselves, see the README)."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def this_checkout_first() -> dict[str, str]:
+    """The environment of a child interpreter that imports this checkout's saga_sim (as pytest's
+    ``pythonpath`` does here), whether or not the package is installed."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path}
 
 
 def bench(script: str, *args: str) -> str:
@@ -18,6 +26,7 @@ def bench(script: str, *args: str) -> str:
         text=True,
         timeout=300,
         cwd=ROOT,
+        env=this_checkout_first(),
     )
     assert out.returncode == 0, out.stderr
     return out.stdout

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import saga_sim as ss
+from saga_sim import share
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = sorted(p.stem for p in (ROOT / "scenarios").glob("*.yaml"))
@@ -20,7 +21,7 @@ def scenario(name: str) -> ss.Scenario:
 
 def play(sc: ss.Scenario, lesson: ss.Lesson, fixed: bool) -> dict[str, ss.Run]:
     knobs = lesson.fix if fixed else lesson.without
-    eff = ss.apply_knobs(sc, ss.RunConfig(**dict(knobs)))
+    eff = share.apply_knobs(sc, share.RunConfig(**dict(knobs)))
     cmp = ss.compare(eff, faults=list(lesson.faults), seed=lesson.seed, sagas=lesson.sagas)
     return cmp.runs
 
@@ -137,9 +138,9 @@ def test_every_lesson_is_checked_and_each_switch_is_a_safeguard():
     keys = {lesson.key for lesson in ss.lessons(scenario(NAMES[0]))}
     assert keys == set(CHECKS)
     for lesson in ss.lessons(scenario(NAMES[0])):
-        assert lesson.switch is None or lesson.switch in ss.SAFEGUARDS
+        assert lesson.switch is None or lesson.switch in share.SAFEGUARDS
         for knobs in (lesson.without, lesson.fix or ()):
-            assert {k for k, _ in knobs} <= set(ss.SAFEGUARDS)
+            assert {k for k, _ in knobs} <= set(share.SAFEGUARDS)
 
 
 @pytest.mark.parametrize("name,key", CASES)

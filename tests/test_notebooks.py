@@ -4,14 +4,16 @@ every exercise right, and no notebook is committed with outputs or out of date w
 generator (notebooks/_build.py).
 
 The kernel is this interpreter (``sys.executable -m ipykernel_launcher``), whatever kernelspecs
-the machine has installed; the notebooks find ``saga_sim`` from their own folder (their setup
-cell), as they do in JupyterLab.
+the machine has installed, with this checkout first on ``PYTHONPATH``: the notebooks import
+``saga_sim`` as an installed package (no ``sys.path`` patch), and here they import this
+checkout's, installed or not. Each runs in its own folder, as in JupyterLab.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 import tempfile
 import time
@@ -44,6 +46,11 @@ class _ThisInterpreter(KernelSpecManager):
             display_name="Python 3 (tests)",
             language="python",
             resource_dir=tempfile.gettempdir(),
+            env={
+                "PYTHONPATH": os.pathsep.join(
+                    p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p
+                )
+            },
         )
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 import saga_sim as ss
+from saga_sim import share
 
-ALL_SWITCHES = ss.RunConfig(
+ALL_SWITCHES = share.RunConfig(
     scenario="trip_booking",
     faults=("{kind: fail_step, step: book_flight}",),
     seed=11,
@@ -29,23 +30,23 @@ ALL_SWITCHES = ss.RunConfig(
 
 
 def test_every_knob_is_in_the_cache_key():
-    assert len(ALL_SWITCHES.knobs()) == len(ss.KNOBS)
-    assert set(ss.SAFEGUARDS) <= set(ss.KNOBS)
-    assert ss.RunConfig().knobs() == (None,) * len(ss.KNOBS)
+    assert len(ALL_SWITCHES.knobs()) == len(share.KNOBS)
+    assert set(share.SAFEGUARDS) <= set(share.KNOBS)
+    assert share.RunConfig().knobs() == (None,) * len(share.KNOBS)
     assert ALL_SWITCHES.with_(outbox=True).knobs() != ALL_SWITCHES.knobs()
 
 
 def test_safeguards_round_trip_through_the_query_string():
-    qs = ss.config_to_query_string(ALL_SWITCHES)
+    qs = share.config_to_query_string(ALL_SWITCHES)
     assert "idempotent=off" in qs and "redelivery=off" in qs
     assert "compensation_order=parallel" in qs and "semantic_lock=on" in qs
-    back = ss.config_from_query_string(qs, ["trip_booking"])
+    back = share.config_from_query_string(qs, ["trip_booking"])
     assert back == ALL_SWITCHES
     assert back.extra == {}
 
 
 def test_defaults_stay_out_of_the_link():
-    qs = ss.config_to_query_string(ss.RunConfig())
+    qs = share.config_to_query_string(share.RunConfig())
     assert qs == "scenario=user_registration&seed=7"
 
 
@@ -61,17 +62,17 @@ def test_defaults_stay_out_of_the_link():
 )
 def test_a_bad_switch_in_a_link_names_its_parameter(params, field):
     with pytest.raises(ss.ScenarioError) as err:
-        ss.decode_config(params)
+        share.decode_config(params)
     assert [p.path for p in err.value.problems] == [field]
 
 
 @pytest.mark.parametrize("raw,value", [("on", True), ("1", True), ("false", False), ("OFF", False)])
 def test_switch_spellings(raw, value):
-    assert ss.decode_config({"outbox": raw}).outbox is value
+    assert share.decode_config({"outbox": raw}).outbox is value
 
 
 def test_apply_knobs_sets_every_switch(signup):
-    eff = ss.apply_knobs(signup, ALL_SWITCHES)
+    eff = share.apply_knobs(signup, ALL_SWITCHES)
     p = eff.policy
     assert (p.idempotent, p.outbox, p.barrier, p.query_status) == (False,) * 4
     assert p.compensation_order == "parallel" and p.redelivery is None
@@ -85,9 +86,9 @@ def test_apply_knobs_sets_every_switch(signup):
 
 
 def test_apply_knobs_without_knobs_is_the_scenario_itself(signup):
-    assert ss.apply_knobs(signup, ss.RunConfig(seed=3)) is signup
+    assert share.apply_knobs(signup, share.RunConfig(seed=3)) is signup
 
 
 def test_a_switch_equal_to_the_scenario_changes_nothing(signup):
-    eff = ss.apply_knobs(signup, ss.RunConfig(idempotent=True, redelivery=1.0))
+    eff = share.apply_knobs(signup, share.RunConfig(idempotent=True, redelivery=1.0))
     assert eff == signup

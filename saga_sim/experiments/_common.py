@@ -22,10 +22,13 @@ import yaml
 
 from ..checks import OUTCOMES
 from ..scenario import Problem, ScenarioError
+from ..styles import STYLES
 
 __all__ = [
     "ExecutorLike",
     "Progress",
+    "check_int",
+    "check_styles",
     "derive_seed",
     "fault_dict",
     "faults_yaml",
@@ -236,3 +239,41 @@ def ordered_map(
     finally:
         for fut in pending:
             fut.cancel()
+
+
+def check_int(name: str, value: Any, low: int, high: int) -> int:
+    """``value`` if it is an integer from ``low`` to ``high`` (not a bool).
+
+    Raises:
+        ScenarioError: naming the argument ``name`` and the allowed range.
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ScenarioError(
+            [Problem("arguments", name, f"must be an integer from {low} to {high} (got {value!r})")]
+        )
+    return value
+
+
+def check_styles(styles: Any) -> tuple[str, ...]:
+    """The styles an experiment runs: ``"both"``, one name, or a sequence of names.
+
+    Raises:
+        ScenarioError: an unknown style, or none at all (field ``styles``).
+    """
+    if isinstance(styles, str):
+        styles = STYLES if styles == "both" else (styles,)
+    styles = tuple(styles)
+    bad = [s for s in styles if s not in STYLES]
+    if bad or not styles:
+        raise ScenarioError(
+            [
+                Problem(
+                    "arguments",
+                    "styles",
+                    f"unknown style {bad[0]!r}; expected: {', '.join(STYLES)}"
+                    if bad
+                    else "name at least one style",
+                )
+            ]
+        )
+    return styles

@@ -33,12 +33,13 @@ from typing import Any
 import pandas as pd
 
 from ..faults import describe_fault
-from ..run import _resolve_scenario, simulate
-from ..scenario import Problem, Scenario, ScenarioError, parse_faults
+from ..run import resolve_scenario, simulate
+from ..scenario import Scenario, parse_faults
 from ..styles import STYLES
 from ._common import (
     ExecutorLike,
     Progress,
+    check_styles,
     executor_for,
     faults_yaml,
     ordered_map,
@@ -115,7 +116,7 @@ def _compensation_trigger(sc: Scenario, i: int) -> str | None:
 
 def count_fault_points(scenario: Scenario) -> int:
     """How many fault points ``fault_matrix`` simulates per style: ``1 + 8 n + 3 c``."""
-    sc = _resolve_scenario(scenario)
+    sc = resolve_scenario(scenario)
     n = len(sc.steps)
     c = sum(_compensation_trigger(sc, i) is not None for i in range(n))
     return 1 + len(_PER_STEP) * n + len(_PER_COMPENSATION) * c
@@ -224,26 +225,6 @@ def _points(
     return points
 
 
-def _check_styles(styles: Any) -> tuple[str, ...]:
-    if isinstance(styles, str):
-        styles = STYLES if styles == "both" else (styles,)
-    styles = tuple(styles)
-    bad = [s for s in styles if s not in STYLES]
-    if bad or not styles:
-        raise ScenarioError(
-            [
-                Problem(
-                    "arguments",
-                    "styles",
-                    f"unknown style {bad[0]!r}; expected: {', '.join(STYLES)}"
-                    if bad
-                    else "name at least one style",
-                )
-            ]
-        )
-    return styles
-
-
 def fault_points(
     scenario: Scenario | str,
     seed: int = 0,
@@ -260,8 +241,8 @@ def fault_points(
         ``faults`` (a list of fault mappings) and ``fault_yaml`` (the same as a one-line YAML
         list, ready for ``simulate(..., faults=...)`` or ``--fault``).
     """
-    sc = _resolve_scenario(scenario)
-    styles = _check_styles(styles)
+    sc = resolve_scenario(scenario)
+    styles = check_styles(styles)
     cf = 2 * sc.policy.timeout if crash_for is None else float(crash_for)
     rows = []
     for p in _points(sc, styles, seed, sagas, horizon, cf):
@@ -330,8 +311,8 @@ def fault_matrix(
     Raises:
         ScenarioError: an invalid scenario or argument.
     """
-    sc = _resolve_scenario(scenario)
-    styles = _check_styles(styles)
+    sc = resolve_scenario(scenario)
+    styles = check_styles(styles)
     if executor is None:
         executor = "serial"
     cf = 2 * sc.policy.timeout if crash_for is None else float(crash_for)

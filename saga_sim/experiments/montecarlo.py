@@ -26,11 +26,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..checks import INVARIANTS, OUTCOMES
 from ..faults import Crash, CrashCoordinator, FailCompensation, FailStep
-from ..run import _resolve_scenario, simulate
+from ..run import resolve_scenario, simulate
 from ..scenario import Problem, Scenario, ScenarioError
 from ..styles import STYLES
-from ._common import ExecutorLike, Progress, derive_seed, executor_for, ordered_map, wilson
-from .matrix import _check_styles
+from ._common import (
+    ExecutorLike,
+    Progress,
+    check_int,
+    check_styles,
+    derive_seed,
+    executor_for,
+    ordered_map,
+    wilson,
+)
 from .params import set_param
 
 __all__ = ["MonteCarlo", "Rates", "draw_faults", "monte_carlo"]
@@ -211,7 +219,7 @@ def _batch(spec: _Spec, b: int) -> dict[str, Any]:
         if spec.keep_traces:
             out["runs"].append(run)
         else:
-            run._release_trace()
+            run.release_trace()
     if len(spec.styles) == 2:
         a, b2 = (codes[s] for s in spec.styles)
         out["paired"] = np.bincount(a * len(OUTCOMES) + b2, minlength=len(OUTCOMES) ** 2)
@@ -430,14 +438,6 @@ class MonteCarlo:
         return f"<MonteCarlo {self.scenario} n={self.n} seed={self.seed}; {'; '.join(parts)}>"
 
 
-def _check_int(name: str, value: Any, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ScenarioError(
-            [Problem("arguments", name, f"must be an integer from {low} to {high} (got {value!r})")]
-        )
-    return value
-
-
 def monte_carlo(
     scenario: Scenario | str,
     n: int,
@@ -476,11 +476,11 @@ def monte_carlo(
     Raises:
         ScenarioError: an invalid scenario, rate or argument.
     """
-    sc = _resolve_scenario(scenario)
-    styles = _check_styles(styles)
-    n = _check_int("n", n, 1, 100_000_000)
-    chunk = _check_int("chunk", chunk, 1, 1_000_000)
-    seed = _check_int("seed", seed, 0, 2**63 - 1)
+    sc = resolve_scenario(scenario)
+    styles = check_styles(styles)
+    n = check_int("n", n, 1, 100_000_000)
+    chunk = check_int("chunk", chunk, 1, 1_000_000)
+    seed = check_int("seed", seed, 0, 2**63 - 1)
     r = _rates(rates)
     if r.loss is not None:
         sc = set_param(sc, "network.loss", r.loss)

@@ -19,11 +19,18 @@ import yaml
 
 from ..checks import INVARIANTS, OUTCOMES
 from ..faults import FAULT_KINDS
-from ..run import Run, _resolve_scenario, simulate
+from ..run import Run, resolve_scenario, simulate
 from ..scenario import Problem, Scenario, ScenarioError, parse_faults
 from ..styles import STYLES
-from ._common import ExecutorLike, Progress, derive_seed, executor_for, fault_dict, ordered_map
-from .montecarlo import _check_int
+from ._common import (
+    ExecutorLike,
+    Progress,
+    check_int,
+    derive_seed,
+    executor_for,
+    fault_dict,
+    ordered_map,
+)
 
 __all__ = ["Shrunk", "find_and_shrink", "random_plan"]
 
@@ -210,7 +217,7 @@ def find_and_shrink(
     Raises:
         ScenarioError: an invalid scenario or argument.
     """
-    sc = _resolve_scenario(scenario)
+    sc = resolve_scenario(scenario)
     problems = []
     if style not in STYLES:
         problems.append(Problem("arguments", "style", f"unknown style {style!r}"))
@@ -230,9 +237,9 @@ def find_and_shrink(
         )
     if problems:
         raise ScenarioError(problems)
-    tries = _check_int("tries", tries, 1, 10_000_000)
-    max_faults = _check_int("max_faults", max_faults, 1, 100)
-    seed = _check_int("seed", seed, 0, 2**63 - 1)
+    tries = check_int("tries", tries, 1, 10_000_000)
+    max_faults = check_int("max_faults", max_faults, 1, 100)
+    seed = check_int("seed", seed, 0, 2**63 - 1)
     target = (
         f"invariant {invariant}"
         if invariant

@@ -15,12 +15,18 @@ import numpy as np
 import pandas as pd
 
 from ..checks import OUTCOMES
-from ..run import _resolve_scenario, simulate
+from ..run import resolve_scenario, simulate
 from ..scenario import Problem, Scenario, ScenarioError, parse_faults
 from ..styles import STYLES
-from ._common import ExecutorLike, Progress, derive_seed, executor_for, ordered_map
-from .matrix import _check_styles
-from .montecarlo import _check_int
+from ._common import (
+    ExecutorLike,
+    Progress,
+    check_int,
+    check_styles,
+    derive_seed,
+    executor_for,
+    ordered_map,
+)
 from .params import set_param
 
 __all__ = ["SWEEP_METRICS", "summarize_sweep", "sweep"]
@@ -75,7 +81,7 @@ def _block(
         for st in styles:
             run = simulate(sc, st, faults, rseed, sagas, horizon)
             rows.append((vi, r, rseed, st, *_metrics(run)))
-            run._release_trace()
+            run.release_trace()
     return rows
 
 
@@ -123,13 +129,13 @@ def sweep(
         ScenarioError: the path names no parameter (with the closest one), a value is invalid
             there (with the field path), or another argument is invalid.
     """
-    sc = _resolve_scenario(scenario)
-    styles = _check_styles(styles)
+    sc = resolve_scenario(scenario)
+    styles = check_styles(styles)
     values = list(values)
     if not values:
         raise ScenarioError([Problem("arguments", "values", "give at least one value")])
-    replications = _check_int("replications", replications, 1, 1_000_000)
-    seed = _check_int("seed", seed, 0, 2**63 - 1)
+    replications = check_int("replications", replications, 1, 1_000_000)
+    seed = check_int("seed", seed, 0, 2**63 - 1)
     scenarios = [set_param(sc, param, v) for v in values]  # fails early, naming the path
     extra = tuple(parse_faults(faults, sc)) if faults is not None else ()
     per_run = sagas if sagas is not None else sc.workload.sagas
