@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hypothesis import HealthCheck, Phase, given, settings
-from safety_oracle import check
+from safety_oracle import check, check_healthy
 from strategies import SafetyCase, safety_cases
 
 
@@ -163,13 +163,20 @@ def _candidates(case: SafetyCase):
             yield SafetyCase(sc, faults, seed)
 
 
-def reduce(case: SafetyCase, sig: tuple) -> SafetyCase:
+def _fails_healthy(case: SafetyCase, sig: tuple) -> bool:
+    try:
+        return any(f.signature == sig for f in check_healthy(case.model, case.seed))
+    except Exception:
+        return False
+
+
+def reduce(case: SafetyCase, sig: tuple, fails=_fails) -> SafetyCase:
     """Greedy reduction: take the first smaller variant that still fails the same way, repeat."""
     changed = True
     while changed:
         changed = False
         for cand in _candidates(case):
-            if _fails(cand, sig):
+            if fails(cand, sig):
                 case, changed = cand, True
                 break
     return case

@@ -15,7 +15,13 @@ means", and issue 12's property on the end of a saga):
   heal and the budgets outlast them, so a coordinator that keeps its promises finishes);
 - ``end_before_effect``: a saga's declared end (its first terminal ``state`` row) comes after the
   last effect (``tx_commit`` or ``comp_commit``) of that saga, on every branch;
-- ``exception``: the run itself raised.
+- ``believed_differs``: a saga that ended ``completed`` or ``compensated`` in the stores was
+  declared so (by the coordinator, or a participant): with every fault healed nothing hides the
+  truth from the declarer (issue 12's "believed and true outcomes agree"), and an undeclared end
+  keeps the saga's semantic locks forever;
+- ``exception``: the run itself raised;
+- ``healthy_not_completed`` (``check_healthy``): with no fault, one saga and no floor, every
+  step can commit, so both styles complete.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from dataclasses import dataclass
 
 import saga_sim as ss
 
-__all__ = ["PUBLISHER_ACKS", "Failure", "check", "check_run", "stall_reasons"]
+__all__ = ["PUBLISHER_ACKS", "Failure", "check", "check_healthy", "check_run", "stall_reasons"]
 
 PUBLISHER_ACKS = False
 """Whether the simulator models publisher acknowledgements (issue 12): with them and the outbox
@@ -56,17 +62,51 @@ class Failure:
         return f"[{self.style}] {self.assertion}/{self.detail} saga {self.saga}: {self.message}"
 
 
-def stall_reasons(run: ss.Run, saga: int, publisher_acks: bool = PUBLISHER_ACKS) -> list[str]:
+class _Trace:
+    """A run's trace as plain lists, read once (pandas per saga would be slow)."""
+
+    def __init__(self, run: ss.Run):
+        ev = run.events
+        self.rows = list(
+            zip(
+                ev.index.tolist(),
+                ev["time"].tolist(),
+                ev["saga"].tolist(),
+                ev["kind"].tolist(),
+                ev["source"].tolist(),
+                ev["target"].tolist(),
+                ev["step"].tolist(),
+                ev["detail"].tolist(),
+            )
+        )
+        self.first_end: dict[int, tuple] = {}  # saga -> its first terminal state row
+        self.last_effect: dict[int, tuple] = {}  # saga -> its last tx_commit / comp_commit row
+        self.dead_letter: set[int] = set()
+        self.lost_publish: set[int] = set()
+        for r in self.rows:
+            _seq, _t, saga, kind, source, target, _step, detail = r
+            if kind == "state":
+                if saga not in self.first_end and detail.split(":")[0] in TERMINAL:
+                    self.first_end[saga] = r
+            elif kind in EFFECTS:
+                self.last_effect[saga] = r
+            elif kind == "dead_letter":
+                self.dead_letter.add(saga)
+            elif kind == "drop" and target == "broker" and source != "client":
+                self.lost_publish.add(saga)
+
+
+def stall_reasons(
+    run: ss.Run, saga: int, publisher_acks: bool = PUBLISHER_ACKS, trace: _Trace | None = None
+) -> list[str]:
     """Why the trace says a choreographed saga could stall: the reasons issue 10 accepts."""
+    trace = trace or _Trace(run)
     reasons = []
-    row = run.sagas[run.sagas["saga"] == saga].iloc[0]
-    if not bool(row["started"]):
+    if not bool(run.sagas["started"].iloc[saga - 1]):
         reasons.append("never started")
-    ev = run.events[run.events["saga"] == saga]
-    if (ev["kind"] == "dead_letter").any():
+    if saga in trace.dead_letter:
         reasons.append("dead letter")
-    lost = ev[(ev["kind"] == "drop") & (ev["target"] == "broker") & (ev["source"] != "client")]
-    if len(lost) and (not run.scenario.policy.outbox or not publisher_acks):
+    if saga in trace.lost_publish and (not run.scenario.policy.outbox or not publisher_acks):
         reasons.append("lost publish")
     return reasons
 
@@ -83,19 +123,32 @@ def check_run(run: ss.Run, publisher_acks: bool = PUBLISHER_ACKS) -> list[Failur
             # shows it), not a fault of the simulator
             continue
         out.append(Failure(style, "violation", v.invariant, v.saga, v.message))
+    trace = _Trace(run)
+    violated = {v.saga for v in run.violations}
     sagas = run.sagas
-    for saga, outcome, started in zip(sagas["saga"], sagas["outcome"], sagas["started"]):
-        saga = int(saga)
+    for saga, outcome, started, believed in zip(
+        sagas["saga"].tolist(),
+        sagas["outcome"].astype(str).tolist(),
+        sagas["started"].tolist(),
+        sagas["believed"].tolist(),
+    ):
+        if outcome in ("completed", "compensated") and believed != outcome:
+            out.append(
+                Failure(
+                    style,
+                    "believed_differs",
+                    f"{believed or 'undeclared'}->{outcome}",
+                    saga,
+                    f"the saga is {outcome} in the stores but "
+                    + (f"was declared {believed}" if believed else "nobody declared it over"),
+                )
+            )
         # the judge adds a violation to every inconsistent saga; say so if it ever does not
-        if (
-            style == "orchestration"
-            and outcome == "inconsistent"
-            and not any(v.saga == saga for v in run.violations)
-        ):
+        if style == "orchestration" and outcome == "inconsistent" and saga not in violated:
             out.append(Failure(style, "inconsistent", "", saga, "inconsistent, no violation"))
         if outcome == "stalled":
             if style == "choreography":
-                if not stall_reasons(run, saga, publisher_acks):
+                if not stall_reasons(run, saga, publisher_acks, trace):
                     out.append(
                         Failure(
                             style,
@@ -105,7 +158,7 @@ def check_run(run: ss.Run, publisher_acks: bool = PUBLISHER_ACKS) -> list[Failur
                             "stalled with no dead letter, no lost publish, and it started",
                         )
                     )
-            elif bool(started):
+            elif started:
                 out.append(
                     Failure(
                         style,
@@ -115,27 +168,17 @@ def check_run(run: ss.Run, publisher_acks: bool = PUBLISHER_ACKS) -> list[Failur
                         "started but not over by the horizon",
                     )
                 )
-    ev = run.events
-    states = ev[ev["kind"] == "state"]
-    ends = states[states["detail"].str.split(":").str[0].isin(TERMINAL)]
-    first_end = ends.groupby("saga").head(1)
-    effects = ev[ev["kind"].isin(EFFECTS)]
-    last_effect = effects.groupby("saga").tail(1)
-    last_by_saga = {
-        int(r.saga): (seq, r) for seq, r in zip(last_effect.index, last_effect.itertuples())
-    }
-    for seq, r in zip(first_end.index, first_end.itertuples()):
-        last = last_by_saga.get(int(r.saga))
-        if last is not None and last[0] > seq:
-            e = last[1]
+    for saga, end in trace.first_end.items():
+        last = trace.last_effect.get(saga)
+        if last is not None and last[0] > end[0]:
             out.append(
                 Failure(
                     style,
                     "end_before_effect",
-                    r.detail.split(":")[0],
-                    int(r.saga),
-                    f"declared {r.detail} by {r.source} at {r.time:.4f} s (row {seq}), but "
-                    f"{e.kind} {e.step} at {e.time:.4f} s (row {last[0]}) came later",
+                    end[7].split(":")[0],
+                    saga,
+                    f"declared {end[7]} by {end[4]} at {end[1]:.4f} s (row {end[0]}), but "
+                    f"{last[3]} {last[6]} at {last[1]:.4f} s (row {last[0]}) came later",
                 )
             )
     return out
@@ -157,4 +200,24 @@ def check(
             out.append(Failure(style, "exception", type(exc).__name__, 0, repr(exc)[:300]))
             continue
         out += check_run(run, publisher_acks)
+    return out
+
+
+def check_healthy(scenario: ss.Scenario, seed: int) -> list[Failure]:
+    """No fault at all, one saga, no floor: every step can commit, so both styles must complete
+    (``healthy_not_completed``), besides every assertion of ``check_run``."""
+    out: list[Failure] = []
+    for style in ss.STYLES:
+        run = ss.simulate(scenario, style, seed=seed, sagas=1)
+        out += check_run(run)
+        if run.outcome != "completed":
+            out.append(
+                Failure(
+                    style,
+                    "healthy_not_completed",
+                    run.outcome,
+                    1,
+                    f"no fault, one saga, nothing to abort on, yet it ended {run.outcome}",
+                )
+            )
     return out

@@ -16,6 +16,7 @@ orders, random durations (a few slow steps, slower than the timeout), latencies 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,14 @@ from hypothesis import strategies as st
 import saga_sim as ss
 from saga_sim.scenario import message_names, scenario_from_dict
 
-__all__ = ["HORIZON", "SafetyCase", "fault_plans", "safety_cases", "scenario_dicts"]
+__all__ = [
+    "HORIZON",
+    "SafetyCase",
+    "fault_plans",
+    "healthy_cases",
+    "safety_cases",
+    "scenario_dicts",
+]
 
 HORIZON = 300.0
 """Simulated seconds per run: faults all end within a few seconds, so a healthy saga is over long
@@ -63,10 +71,12 @@ class SafetyCase:
 # Scenarios
 
 
+@functools.cache
 def _rounded(lo: float, hi: float, digits: int = 3) -> st.SearchStrategy[float]:
     return st.floats(lo, hi, allow_nan=False).map(lambda x: round(x, digits))
 
 
+@functools.cache
 def _durations() -> st.SearchStrategy[dict]:
     return st.one_of(
         _rounded(0.002, 0.2).map(lambda m: {"dist": "exponential", "mean": m}),
@@ -201,89 +211,81 @@ def scenario_dicts(draw: st.DrawFn) -> dict[str, Any]:
 # Fault plans
 
 
+FAULT_KINDS = (
+    "fail_step",
+    "fail_compensation",
+    "crash",
+    "crash_trigger",
+    "crash_coordinator",
+    "drop",
+    "duplicate",
+    "delay",
+    "partition",
+)
+
+
 @st.composite
 def fault_plans(draw: st.DrawFn, sc: dict[str, Any]) -> list[dict[str, Any]]:
-    """Up to five faults of every kind that heals, referring to this scenario's parts."""
+    """Up to five faults of every kind that heals, referring to this scenario's parts.
+
+    Drawn field by field from module-level strategies (building a tree of ``st.builds`` per
+    scenario costs more than the simulation)."""
     model = scenario_from_dict(sc, "safety case")
     steps = [s["name"] for s in sc["steps"]]
     owner = {s["name"]: s["service"] for s in sc["steps"]}
     undoable = [s.name for s in model.steps if s.undoable]
     services = list(sc["services"])
     n_sagas = sc["workload"]["sagas"]
-    at = _rounded(0.0, FAULT_WINDOW)
-    span = _rounded(0.01, MAX_FOR)
-    saga = st.sampled_from(["all", *range(1, n_sagas + 1)])
+    kinds = FAULT_KINDS if undoable else tuple(k for k in FAULT_KINDS if k != "fail_compensation")
+    at, span = _rounded(0.0, FAULT_WINDOW), _rounded(0.01, MAX_FOR)
+    small = st.integers(1, 3)
 
-    @st.composite
-    def selector(draw: st.DrawFn) -> dict[str, Any]:
+    def pick(options: list) -> Any:
+        return options[draw(st.integers(0, len(options) - 1))]
+
+    def saga(f: dict[str, Any]) -> dict[str, Any]:
+        g = draw(st.integers(0, n_sagas))  # 0: every saga
+        return f if g == 0 else {**f, "saga": g}
+
+    def selector() -> dict[str, Any]:
         if draw(st.integers(0, 5)) == 0:
-            return {"message": draw(st.sampled_from(message_names(model)))}
-        step = draw(st.sampled_from(steps))
-        out: dict[str, Any] = {"step": step, "leg": draw(st.sampled_from(["request", "reply"]))}
+            return {"message": pick(message_names(model))}
+        step = pick(steps)
+        out: dict[str, Any] = {"step": step, "leg": pick(["request", "reply"])}
         if step in undoable and draw(st.booleans()):
             out["compensation"] = True
-        g = draw(saga)
-        if g != "all":
-            out["saga"] = g
-        return out
+        return saga(out)
 
-    def with_saga(d: dict[str, Any], g: Any) -> dict[str, Any]:
-        return d if g == "all" else {**d, "saga": g}
-
-    kinds = [
-        st.builds(
-            lambda s, a, g: with_saga({"kind": "fail_step", "step": s, "attempt": a}, g),
-            st.sampled_from(steps),
-            st.integers(1, 3),
-            saga,
-        ),
-        st.builds(
-            lambda s, a, d: {"kind": "crash", "service": s, "at": a, "for": d},
-            st.sampled_from(services),
-            at,
-            span,
-        ),
-        st.builds(
-            lambda s, w, d, g: with_saga(
-                {"kind": "crash", "service": owner[s], "when": w, "step": s, "for": d}, g
-            ),
-            st.sampled_from(steps),
-            st.sampled_from(["before_commit", "after_commit"]),
-            span,
-            saga,
-        ),
-        st.builds(lambda a, d: {"kind": "crash_coordinator", "at": a, "for": d}, at, span),
-        st.builds(lambda s, c: {"kind": "drop", **s, "count": c}, selector(), st.integers(1, 3)),
-        st.builds(
-            lambda s, c, lag: {"kind": "duplicate", **s, "count": c, "lag": lag},
-            selector(),
-            st.integers(1, 3),
-            _rounded(0.0, 1.0),
-        ),
-        st.builds(
-            lambda s, e, c: {"kind": "delay", **s, "extra": e} | ({"count": c} if c else {}),
-            selector(),
-            _rounded(0.01, 3.0),
-            st.one_of(st.none(), st.integers(1, 3)),
-        ),
-        st.builds(
-            lambda a, b, t, d: {"kind": "partition", "between": [a, b], "at": t, "for": d},
-            st.sampled_from(services),
-            st.sampled_from(["*", "coordinator", "broker", "client", *services]),
-            at,
-            span,
-        ).filter(lambda f: f["between"][0] != f["between"][1]),
-    ]
-    if undoable:
-        kinds.append(
-            st.builds(
-                lambda s, n, g: with_saga({"kind": "fail_compensation", "step": s, "times": n}, g),
-                st.sampled_from(undoable),
-                st.integers(1, 3),
-                saga,
-            )
-        )
-    return draw(st.lists(st.one_of(kinds), max_size=5))
+    plan: list[dict[str, Any]] = []
+    for _ in range(draw(st.integers(0, 5))):
+        kind = pick(list(kinds))
+        if kind == "fail_step":
+            f = saga({"kind": kind, "step": pick(steps), "attempt": draw(small)})
+        elif kind == "fail_compensation":
+            f = saga({"kind": kind, "step": pick(undoable), "times": draw(small)})
+        elif kind == "crash":
+            f = {"kind": kind, "service": pick(services), "at": draw(at), "for": draw(span)}
+        elif kind == "crash_trigger":
+            step = pick(steps)
+            when = pick(["before_commit", "after_commit"])
+            f = {"kind": "crash", "service": owner[step], "when": when, "step": step}
+            f = saga({**f, "for": draw(span)})
+        elif kind == "crash_coordinator":
+            f = {"kind": kind, "at": draw(at), "for": draw(span)}
+        elif kind == "drop":
+            f = {"kind": kind, **selector(), "count": draw(small)}
+        elif kind == "duplicate":
+            f = {"kind": kind, **selector(), "count": draw(small), "lag": draw(_rounded(0, 1))}
+        elif kind == "delay":
+            f = {"kind": kind, **selector(), "extra": draw(_rounded(0.01, 3.0))}
+            if draw(st.booleans()):
+                f["count"] = draw(small)  # else every matching message is late
+        else:
+            a = pick(services)
+            b = pick([x for x in ["*", "coordinator", "broker", "client", *services] if x != a])
+            f = {"kind": kind, "between": [a, b], "at": draw(at), "for": draw(span)}
+        plan.append(f)
+    return plan
 
 
 def _budget(sc: dict[str, Any], faults: list[dict[str, Any]]) -> dict[str, Any]:
@@ -332,3 +334,13 @@ def safety_cases(draw: st.DrawFn) -> SafetyCase:
     faults = draw(fault_plans(sc))
     sc = {**sc, "policy": _budget(sc, faults)}
     return SafetyCase(sc, faults, draw(st.integers(0, 2**32)))
+
+
+@st.composite
+def healthy_cases(draw: st.DrawFn) -> SafetyCase:
+    """One saga, no fault, no floor: nothing can make a step abort, so every saga must complete."""
+    sc = draw(scenario_dicts())
+    steps = [{**s, "data": {**s["data"], "floor": None}} if "data" in s else s for s in sc["steps"]]
+    sc = {**sc, "steps": steps, "workload": {**sc["workload"], "sagas": 1}}
+    sc = {**sc, "policy": _budget(sc, [])}
+    return SafetyCase(sc, [], draw(st.integers(0, 2**32)))
