@@ -43,6 +43,11 @@ KNOWN: dict[tuple[str, str, str], str] = {
     ("choreography", "end_before_effect", "completed"): "chor_several_sinks_early_completed",
     ("choreography", "end_before_effect", "compensated"): "chor_several_sources_early_compensated",
     ("choreography", "violation", "dirty_read"): "chor_several_sources_early_compensated",
+    ("choreography", "violation", "lost_update"): "chor_early_completed_lost_update",
+    ("orchestration", "violation", "dirty_read"): "lock_released_by_first_undo",
+    ("orchestration", "believed_differs", "compensated->completed"): (
+        "orch_running_step_declared_over"
+    ),
     ("choreography", "violation", "semantic_atomicity"): "chor_read_abort_no_tombstone",
     ("choreography", "stalled_without_reason", ""): "chor_busy_copy_acked_then_crash",
     ("choreography", "believed_differs", "undeclared->completed"): (
