@@ -36,6 +36,13 @@ KNOWN: dict[tuple[str, str, str], str] = {
     ("orchestration", "violation", "semantic_atomicity"): "orch_running_pivot_compensated_around",
     ("orchestration", "end_before_effect", "compensated"): "orch_running_step_declared_over",
     ("orchestration", "orchestration_stalled", ""): "orch_reply_in_backoff_discarded",
+    # (a retriable step whose replies all land in a backoff: committed, never declared)
+    ("orchestration", "believed_differs", "undeclared->completed"): (
+        "orch_reply_in_backoff_discarded"
+    ),
+    ("orchestration", "believed_differs", "undeclared->compensated"): (
+        "orch_reply_in_backoff_discarded"
+    ),
     ("orchestration", "healthy_not_completed", "compensated"): "reread_own_write_aborts",
     ("orchestration", "healthy_not_completed", "inconsistent"): (
         "orch_running_pivot_compensated_around"
