@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import Phase, find, given, settings
 
 import saga_sim as ss
 from saga_sim.scenario import scenario_from_dict
@@ -139,3 +139,46 @@ def test_the_oracle_sees_a_broken_invariant() -> None:
     ]
     found = check(sc, faults, seed=0, styles=("orchestration",))
     assert any(f.signature == ("orchestration", "violation", "semantic_atomicity") for f in found)
+
+
+def _sources_and_sinks(case: SafetyCase) -> tuple[int, int]:
+    preds = case.model.predecessors
+    n = len(preds)
+    sinks = [i for i in range(n) if not any(i in p for p in preds)]
+    return sum(1 for p in preds if not p), len(sinks)
+
+
+_COVERAGE = {
+    "several sources": lambda c: _sources_and_sinks(c)[0] >= 2,
+    "several sinks": lambda c: _sources_and_sinks(c)[1] >= 2,
+    "pivot and retriable": lambda c: {"pivot", "retriable"} <= {s.kind for s in c.model.steps},
+    "shared data with a floor": lambda c: any(
+        s.data is not None and s.data.change and s.data.floor is not None for s in c.model.steps
+    ),
+    "several sagas on shared data": lambda c: (
+        c.model.workload.sagas >= 3 and any(s.data is not None for s in c.model.steps)
+    ),
+    "parallel compensation": lambda c: c.model.policy.compensation_order == "parallel",
+    "a slow step": lambda c: any(
+        getattr(s.duration, "value", 0) > c.model.policy.timeout for s in c.model.steps
+    ),
+    **{
+        f"fault {kind}": (lambda c, kind=kind: kind in {f["kind"] for f in c.faults})
+        for kind in ss.FAULT_KINDS
+    },
+    "crash trigger after commit": lambda c: any(f.get("when") == "after_commit" for f in c.faults),
+    "five faults": lambda c: len(c.faults) == 5,
+}
+
+
+@pytest.mark.parametrize("feature", list(_COVERAGE))
+def test_the_generator_reaches(feature: str) -> None:
+    """The strategy covers what issue 10 asks for (found within a small budget, no simulation)."""
+    found = find(
+        safety_cases(),
+        _COVERAGE[feature],
+        settings=settings(
+            max_examples=500, database=None, derandomize=True, phases=[Phase.generate]
+        ),
+    )
+    assert _COVERAGE[feature](found)
