@@ -40,11 +40,13 @@ KNOWN: dict[tuple[str, str, str], tuple[str, ...]] = {
     ),
     ("orchestration", "end_before_effect", "compensated"): (
         "orch_running_step_declared_over",
+        "orch_unknown_step_without_compensation_unfenced",
         "orch_running_pivot_compensated_around",
         "orch_recovery_after_undone_reexecutes",
     ),
     ("orchestration", "believed_differs", "compensated->completed"): (
         "orch_running_step_declared_over",
+        "orch_unknown_step_without_compensation_unfenced",
     ),
     ("orchestration", "orchestration_stalled", ""): ("orch_reply_in_backoff_discarded",),
     # a retriable step whose replies all land in a backoff: it commits and is never declared
