@@ -71,6 +71,7 @@ KNOWN: dict[tuple[str, str, str], tuple[str, ...]] = {
     ("choreography", "violation", "lost_update"): ("chor_early_completed_lost_update",),
     ("choreography", "end_before_effect", "compensated"): (
         "chor_several_sources_early_compensated",
+        "chor_parallel_order_early_compensated",
         "chor_read_abort_no_tombstone",
     ),
     ("choreography", "violation", "dirty_read"): (
