@@ -69,6 +69,13 @@ KNOWN: dict[tuple[str, str, str], tuple[str, ...]] = {
         "chor_several_sinks_early_completed",
     ),
     ("choreography", "violation", "lost_update"): ("chor_early_completed_lost_update",),
+    ("choreography", "violation", "non_repeatable_read"): (
+        "chor_early_completed_non_repeatable_read",
+    ),
+    # a read abort leaves no tombstone: a later copy commits and the saga runs on to the end
+    ("choreography", "believed_differs", "compensated->completed"): (
+        "chor_read_abort_no_tombstone",
+    ),
     ("choreography", "end_before_effect", "compensated"): (
         "chor_several_sources_early_compensated",
         "chor_parallel_order_early_compensated",
