@@ -70,6 +70,7 @@ def __getattr__(name: str) -> object:
         return getattr(share, name)
     raise AttributeError(f"module 'saga_sim' has no attribute {name!r}")
 
+
 __all__ = [
     "EVENT_COLUMNS",
     "EVENT_KINDS",

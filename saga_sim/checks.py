@@ -198,6 +198,10 @@ def isolation_violations(
                 for w in writes:
                     if w[4] == "write" and w[2] == e[2] and w[3] == e[3] and w[1] < e[1]:
                         undone[w[1]] = e
+        # (saga, write seq, undo seq): a change that stood from its write to its undo; a read by
+        # another saga in between saw it, whoever wrote the value last (an undo of another of
+        # that saga's changes, say)
+        windows = [(w[2], w[1], undone[w[1]][1]) for w in writes if w[1] in undone]
         first_read: dict[int, tuple] = {}
         for e in entries:
             _t, seq, saga, i, op, _item, value, version, writer, wseq, based = e
@@ -216,15 +220,24 @@ def isolation_violations(
                         )
                     )
             elif op == "read" and (saga, i) in committed:
+                seen = None
+                how = "written by"
                 if writer and writer != saga and wseq in undone and undone[wseq][1] > seq:
-                    u = undone[wseq]
+                    seen = (wseq, undone[wseq])
+                else:
+                    for other, w_seq, u_seq in windows:
+                        if other != saga and w_seq < seq < u_seq:
+                            seen, writer, how = (w_seq, undone[w_seq]), other, "with a change by"
+                            break
+                if seen is not None:
+                    wseq, u = seen
                     out.setdefault(saga, []).append(
                         Violation(
                             "dirty_read",
                             saga,
                             names[i],
                             (wseq, seq, u[1]),
-                            f"saga {saga} read {item}={value} written by saga {writer}, which "
+                            f"saga {saga} read {item}={value} {how} saga {writer}, which "
                             f"later compensated it (row {u[1]})",
                         )
                     )

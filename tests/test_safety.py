@@ -33,64 +33,8 @@ from tests.strategies import SafetyCase, healthy_cases, safety_cases
 CASES = Path(__file__).resolve().parent / "safety_cases"
 
 KNOWN: dict[tuple[str, str, str], tuple[str, ...]] = {
-    # (style, assertion, detail): the case files (tests/safety_cases) known to show it. One kind
-    # of failure can have several causes: drop an entry once all its cases pass.
-    ("orchestration", "violation", "semantic_atomicity"): (
-        "orch_running_pivot_compensated_around",
-    ),
-    ("orchestration", "end_before_effect", "compensated"): (
-        "orch_running_step_declared_over",
-        "orch_unknown_step_without_compensation_unfenced",
-        "orch_running_pivot_compensated_around",
-        "orch_recovery_after_undone_reexecutes",
-    ),
-    ("orchestration", "believed_differs", "compensated->completed"): (
-        "orch_running_step_declared_over",
-        "orch_unknown_step_without_compensation_unfenced",
-    ),
-    ("orchestration", "orchestration_stalled", ""): ("orch_reply_in_backoff_discarded",),
-    # a retriable step whose replies all land in a backoff: it commits and is never declared
-    ("orchestration", "believed_differs", "undeclared->completed"): (
-        "orch_reply_in_backoff_discarded",
-    ),
-    ("orchestration", "believed_differs", "undeclared->compensated"): (
-        "orch_reply_in_backoff_discarded",
-    ),
-    ("orchestration", "violation", "dirty_read"): ("lock_released_by_first_undo",),
-    ("orchestration", "healthy_not_completed", "compensated"): (
-        "reread_own_write_aborts",
-        "orch_running_step_declared_over",
-    ),
-    ("orchestration", "healthy_not_completed", "inconsistent"): (
-        "orch_running_pivot_compensated_around",
-    ),
-    ("choreography", "end_before_effect", "completed"): ("chor_several_sinks_early_completed",),
-    ("choreography", "believed_differs", "completed->compensated"): (
-        "chor_several_sinks_early_completed",
-    ),
-    ("choreography", "violation", "lost_update"): ("chor_early_completed_lost_update",),
-    ("choreography", "violation", "non_repeatable_read"): (
-        "chor_early_completed_non_repeatable_read",
-    ),
-    # a read abort leaves no tombstone: a later copy commits and the saga runs on to the end
-    ("choreography", "believed_differs", "compensated->completed"): (
-        "chor_read_abort_no_tombstone",
-    ),
-    ("choreography", "end_before_effect", "compensated"): (
-        "chor_several_sources_early_compensated",
-        "chor_parallel_order_early_compensated",
-        "chor_read_abort_no_tombstone",
-    ),
-    ("choreography", "violation", "dirty_read"): (
-        "chor_several_sources_early_compensated",
-        "lock_released_by_first_undo",
-    ),
-    ("choreography", "violation", "semantic_atomicity"): ("chor_read_abort_no_tombstone",),
-    ("choreography", "stalled_without_reason", ""): ("chor_busy_copy_acked_then_crash",),
-    ("choreography", "believed_differs", "undeclared->completed"): (
-        "chor_crash_after_last_commit_undeclared",
-    ),
-    ("choreography", "healthy_not_completed", "compensated"): ("reread_own_write_aborts",),
+    # (style, assertion, detail): the case files (tests/safety_cases) known to show it. None
+    # left: every class found so far is fixed, and each case file replays its reproduction.
 }
 """Failure kinds the current code shows, each with its reproductions (tests/safety_cases)."""
 

@@ -711,9 +711,23 @@ class Service(Node):
                 self._data_log.append(
                     (self.env.now, seq, saga, i, "undo", d.item, cell[0], cell[1], saga, seq, based)
                 )
-            if self.locks.get(d.item) == saga:
-                del self.locks[d.item]
+            if self.locks.get(d.item) == saga and not self._holds(saga, d.item):
+                del self.locks[d.item]  # the last of the saga's changes to the item is undone
         return OK
+
+    def _holds(self, saga: int, item: str) -> bool:
+        """Whether a step of ``saga`` that touched ``item`` here still stands (committed, or its
+        compensation not finished): its semantic lock must hold until that one is undone too."""
+        for j, st in enumerate(self._steps):
+            d = st.data
+            if (
+                d is not None
+                and d.item == item
+                and st.service == self.name
+                and self.status.get((saga, j)) in (COMMITTED, COMPENSATING)
+            ):
+                return True
+        return False
 
 
 def compile_step_faults(faults: list, step_index: dict[str, int]) -> tuple[Callable, Callable]:
