@@ -30,6 +30,7 @@ SAGA_COLUMNS: tuple[str, ...] = (
     "start",
     "end",
     "latency",
+    "settled",
     "outcome",
     "believed",
     "declared_by",
@@ -129,8 +130,11 @@ class Run:
         for saga in range(1, n + 1):
             start = world.arrivals[saga - 1]
             outcome = outcomes[saga]
-            end = last[saga] if outcome != "stalled" else math.nan
-            believed, _t, by = world.declared.get(saga, ("", math.nan, ""))
+            # latency: from the start request to the declared end (by the coordinator, or the
+            # participant that finished last); settled: to the last change of the stores
+            believed, declared_at, by = world.declared.get(saga, ("", math.nan, ""))
+            end = declared_at if outcome != "stalled" else math.nan
+            settled = last[saga] - start if outcome != "stalled" else math.nan
             rows.append(
                 (
                     saga,
@@ -138,6 +142,7 @@ class Run:
                     start,
                     end,
                     end - start,
+                    settled,
                     outcome,
                     believed,
                     by,
@@ -158,8 +163,8 @@ class Run:
 
     @cached_property
     def metrics(self) -> dict[str, Any]:
-        """Outcome counts, messages, latency mean/p50/p95 (finished sagas), compensations,
-        retries, timeouts and violations."""
+        """Outcome counts, messages, latency mean/p50/p95 (finished sagas: from the start request
+        to the declared end), compensations, retries, timeouts and violations."""
         s = self.sagas
         counts = {o: int((s["outcome"] == o).sum()) for o in OUTCOMES}
         lat = sorted(float(x) for x in s["latency"] if not math.isnan(x))

@@ -36,7 +36,7 @@ SWEEP_METRICS: dict[str, str] = {
     "compensated": "share of sagas compensated",
     "inconsistent": "share of sagas inconsistent",
     "stalled": "share of sagas stalled",
-    "latency_mean": "mean latency of finished sagas, s",
+    "latency_mean": "mean latency of finished sagas (start request to declared end), s",
     "latency_p50": "median latency of finished sagas, s",
     "latency_p95": "95th percentile latency of finished sagas, s",
     "messages_per_saga": "messages sent per saga",
