@@ -448,3 +448,20 @@ def test_a_participants_answer_is_data_never_a_crash():
     )
     assert rows(run, "tx_refused", step="reserve")
     assert believed(run) == "compensated" and run.outcome == "compensated"
+
+
+def test_independent_steps_may_be_undone_at_once():
+    """compensation_order follows the declared dependencies: the car and the hotel do not depend
+    on each other, so undoing them at once is correct; on a line the same order is a race."""
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent / "scenarios"
+    for name, race in (("trip_booking_parallel", False), ("trip_booking", True)):
+        sc = ss.load_scenario(root / f"{name}.yaml")
+        sc = sc.model_copy(
+            update={"policy": sc.policy.model_copy(update={"compensation_order": "parallel"})}
+        )
+        for style in ss.STYLES:
+            run = ss.simulate(sc, style, faults=["{kind: fail_step, step: book_flight}"], seed=0)
+            found = {v.invariant for v in run.violations}
+            assert found == ({"compensation_order"} if race else set()), (name, style)
