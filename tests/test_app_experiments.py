@@ -86,7 +86,7 @@ def test_picking_a_matrix_cell_makes_its_faults_active():
     assert at.session_state["sagas"] == 1
     assert at.session_state["view"] == "Timeline"
     assert any("create_user/drop_reply" in i.value for i in at.info)
-    assert outcomes(at) == ("completed", "stalled")  # the matrix cell's outcomes
+    assert outcomes(at) == ("completed", "completed")  # the matrix cell's outcomes
     assert at.query_params["fault"] == "{kind: drop, step: create_user, leg: reply}"
 
 
@@ -156,7 +156,7 @@ def test_bad_sweep_inputs_show_an_error_not_a_traceback(param, values, expect):
 
 
 DUP = "{kind: duplicate, step: create_user, leg: request}"
-AFTER_COMMIT = "{kind: crash, service: identity, when: after_commit, step: create_user, for: 0.3}"
+LOST_EVENT = "{kind: drop, step: create_user, leg: reply}"  # the relay re-publishes it
 LATE_CREATE = "{kind: delay, step: create_user, leg: request, extra: 4}"
 LATE_PIVOT = "{kind: delay, step: send_welcome_email, leg: request, extra: 5}"
 
@@ -177,7 +177,7 @@ def toggled(query: dict, switches: dict) -> AppTest:
             ("inconsistent", "inconsistent"),
             ("completed", "completed"),
         ),
-        ("outbox", {"fault": AFTER_COMMIT}, ("completed", "stalled"), ("completed", "completed")),
+        ("outbox", {"fault": LOST_EVENT}, ("completed", "stalled"), ("completed", "completed")),
         (
             "barrier",
             {"fault": LATE_CREATE, "query_status": "off"},
@@ -270,7 +270,7 @@ def test_a_lesson_shows_the_failure_then_the_fix():
     ok(at)
     assert at.session_state["outbox"] is False
     assert outcomes(at) == ("completed", "stalled")
-    assert any("Lesson: crash after commit without outbox" in w.value for w in at.warning)
+    assert any("Lesson: event lost on its way, no outbox" in w.value for w in at.warning)
     at.button(key="lesson_with").click().run()
     assert at.session_state["outbox"] is True
     assert outcomes(at) == ("completed", "completed")
@@ -314,7 +314,7 @@ def test_a_one_step_scenario_of_ones_own_gets_its_matrix_lessons_and_sweep():
     assert len(at.selectbox(key="matrix_pick").options) == 1 + 8  # no fault + 8 per step
     assert at.selectbox(key="lesson").options == [
         "duplicate without idempotency",
-        "crash after commit without outbox",
+        "event lost on its way, no outbox",
         "broker gives up: dead letter",
         "broker without redelivery",
     ]
