@@ -724,8 +724,8 @@ def intro() -> None:
         "transactions; when a step fails for good, the steps already done are undone by "
         "*compensations*. Here the same saga runs **orchestrated** (a coordinator drives it) and "
         "**choreographed** (services react to each other's events), under the same failures: "
-        "try a preset in the sidebar — *email step fails*, then *reply lost* — and watch the "
-        "two styles part ways."
+        "try a preset in the sidebar — *email step fails*, then *identity provider down* — and "
+        "watch the two styles part ways."
     )
 
 

@@ -566,7 +566,8 @@ def nb03() -> Book:
         [
             "describe how the same saga runs as an orchestration and as a choreography",
             "compare the two on messages, latency and who knows the outcome",
-            "explain why a lost event can stall a choreography but not an orchestration",
+            "say who sends a lost message again in each style: the coordinator's retry, the "
+            "broker's redelivery, the service's outbox relay",
         ],
         """
         In a **choreography** there is no coordinator: each service subscribes (through a
@@ -638,10 +639,13 @@ def nb03() -> Book:
         """
     )
     b.predict(
-        "In the sign-up, the `reply` of create_user is lost. What is the outcome in each style?",
-        "Orchestration: completed (the coordinator times out and retries; the identity service "
-        "answers from its idempotency record). Choreography: stalled. The published event never "
-        "reached the broker, nobody else is waiting for it, so the saga stops silently.",
+        "In the sign-up, the `reply` of create_user is lost. What is the outcome in each style, "
+        "and who sends the lost message again?",
+        "Both complete. Orchestration: the coordinator times out (`policy.timeout`, 0.5 s) and "
+        "re-sends the command; the identity service answers from its idempotency record. "
+        "Choreography: the broker never acknowledged create_user.succeeded, so the identity "
+        "service's outbox relay publishes it again after `policy.relay_timeout` (0.2 s), and "
+        "this saga even finishes sooner than the orchestrated one.",
     )
     b.exercise(
         "03.lost_reply",
@@ -659,8 +663,46 @@ def nb03() -> Book:
         cw.check("03.lost_reply", outcomes)
         """,
     )
-    b.code('viz.timeline(lost.choreography.events, saga=1, title="Choreography: event lost")')
-    b.code("lost.sentence()")
+    b.code(
+        """
+        viz.timeline(lost.choreography.events, saga=1,
+                     title="Choreography: the event is lost, the outbox relay publishes it again")
+        """
+    )
+    b.md(
+        """
+        The `retry` row by `identity` is the relay: the broker acknowledges every event it
+        receives, and a service publishes again what was not acknowledged in time. The broker
+        cannot redeliver an event it never received, so this relay is the only copy: switch it
+        off (`policy.outbox: false`) and the same lost event stalls the choreography, with
+        nobody waiting for it. Notebook 04 is about that safeguard.
+        """
+    )
+    b.code(
+        """
+        ev = lost.choreography.events
+        ev[ev["kind"] == "retry"][["time", "source", "message", "detail"]]
+        """
+    )
+    b.md(
+        """
+        ## Where the styles part ways
+
+        With the lost reply both styles produced the same effects in the same order
+        (`lost.sentence()` says so). They part ways when a service stays unreachable for
+        longer than the orchestrator waits: here the identity service is down from 0.01 s for
+        2 s. `sentence()` and `divergence` say where the effects first differ.
+        """
+    )
+    b.code(
+        """
+        print(lost.sentence())
+        down = ss.compare(signup, faults=["{kind: crash, service: identity, at: 0.01, for: 2.0}"],
+                          seed=7)
+        print(down.orchestration.outcome, down.choreography.outcome)
+        down.sentence()
+        """
+    )
     b.exercise(
         "03.divergence_step",
         """
@@ -668,9 +710,14 @@ def nb03() -> Book:
         cw.check("03.divergence_step", step)
         """,
         """
-        print(lost.divergence)
-        step = lost.divergence.orchestration.split()[1]   # "commits send_welcome_email at ..."
+        print(down.divergence)
+        step = down.divergence.choreography.split()[1]   # "commits create_user at ..."
         cw.check("03.divergence_step", step)
+        """,
+        note="""
+        The orchestrator gives up after its retries, asks the identity service whether
+        create_user ran (it never did) and ends the saga compensated (validate_input has
+        nothing to undo); the broker keeps the event until the service is back.
         """,
     )
     b.predict(
@@ -705,7 +752,9 @@ def nb03() -> Book:
         ## Who knows the outcome?
 
         In orchestration the coordinator declares the end of every saga. In choreography the
-        service that does the last piece of work finds out (the `declared_by` column).
+        service that does the last piece of work finds out (the `declared_by` column); in a
+        saga with parallel branches (`after:` in the scenario file), the service that has
+        heard every branch end.
         """
     )
     b.exercise(
@@ -755,8 +804,10 @@ def nb03() -> Book:
 
         Orchestration puts the saga's logic and state in one place, which notices lost replies
         and knows every saga's outcome, at the cost of a central component. Choreography spreads
-        the logic over the services; it is loosely coupled, but a lost event can stall a saga
-        with nobody noticing, and nobody holds the whole picture.
+        the logic over the services; it is loosely coupled, and no one waits for a saga as a
+        whole: a lost event is recovered only by the broker's redelivery and each service's
+        outbox relay (switch the relay off and a lost event stalls the saga with nobody
+        noticing), and nobody holds the whole picture.
         """
     )
     return b
@@ -803,8 +854,8 @@ def nb04() -> Book:
         services must cope. The simulator has a safeguard for each problem, switched by the
         scenario's `policy`: `idempotent` (deduplicate), `barrier` (refuse an action after its
         compensation), `query_status` (ask before giving up on a step) and `outbox` (commit a
-        message with the state change it announces). We switch them off to see why they
-        exist, and then you write the first two yourself.
+        message with the state change it announces, and publish it until the broker has it).
+        We switch them off to see why they exist, and then you write the first two yourself.
         """,
     )
     b.code(
@@ -1057,51 +1108,98 @@ def nb04() -> Book:
     )
     b.md(
         """
-        ## Lost after commit: the transactional outbox
+        ## Lost on its way to the broker: the transactional outbox
 
-        One loss the safeguards above cannot fix: a service commits its local transaction and
-        crashes before the message announcing it goes out. With `policy.outbox` (the default)
-        the message is written to an outbox table *in the same local transaction*, and a relay
-        sends it after the restart. A crash fault can fire at that exact moment:
-        `{kind: crash, service: identity, when: after_commit, step: create_user, for: 1.0}`.
+        One loss the safeguards above cannot fix: an event lost between a service and the
+        broker. The broker redelivers what it delivered and was not acknowledged, but it
+        cannot redeliver what it never received, and in a choreography nobody else is waiting
+        for the event. With `policy.outbox` (the default) the service writes the event to an
+        outbox table *in the same local transaction* as its change, and a relay publishes it
+        until the broker acknowledges it: after `policy.relay_timeout` (0.2 s) without an
+        acknowledgement it publishes it again, waiting `policy.backoff` times longer each time.
+        (The same outbox covers a crash between the commit and the send: the relay sends the
+        message when the service restarts.)
         """
     )
     b.predict(
-        "Without the outbox, identity crashes right after creating the user and restarts 1 s "
-        "later. What happens in each style?",
-        "Orchestration completes: the coordinator times out, re-sends, and the idempotent service "
-        "answers from its record. Choreography stalls: the broker redelivers the triggering "
-        "event after the restart, but the service has already applied it and ignores it; "
-        "create_user.succeeded is never published.",
+        "Without the outbox (`policy.outbox: false`), the event that identity publishes after "
+        "creating the user is lost on its way (`{kind: drop, step: create_user, leg: reply}`). "
+        "What happens in each style?",
+        "Orchestration completes: the lost message is the reply; the coordinator times out, "
+        "re-sends, and the idempotent service answers from its record. Choreography stalls: "
+        "the broker never had create_user.succeeded, identity had already acknowledged the "
+        "trigger (its commit was durable), so nothing is redelivered and nobody is waiting.",
     )
     b.exercise(
         "04.no_outbox",
         """
-        crash = ["{kind: crash, service: identity, when: after_commit, step: create_user, "
-                 "for: 1.0}"]
+        lost_event = ["{kind: drop, step: create_user, leg: reply}"]
         no_outbox = cw.variant(signup, policy={"outbox": False})
-        cmp = ss.compare(no_outbox, faults=crash, seed=7)
+        cmp = ss.compare(no_outbox, faults=lost_event, seed=7)
         outcomes = {"orchestration": ..., "choreography": ...}
         cw.check("04.no_outbox", outcomes)
         """,
         """
-        crash = ["{kind: crash, service: identity, when: after_commit, step: create_user, "
-                 "for: 1.0}"]
+        lost_event = ["{kind: drop, step: create_user, leg: reply}"]
         no_outbox = cw.variant(signup, policy={"outbox": False})
-        cmp = ss.compare(no_outbox, faults=crash, seed=7)
+        cmp = ss.compare(no_outbox, faults=lost_event, seed=7)
         outcomes = {style: r.outcome for style, r in cmp.runs.items()}
         cw.check("04.no_outbox", outcomes)
         """,
     )
     b.code(
         """
-        viz.timeline(cmp.choreography.events, saga=1, title="No outbox: the event is never sent")
+        viz.timeline(cmp.choreography.events, saga=1,
+                     title="No outbox: the lost event is never published again")
+        """
+    )
+    b.md(
+        """
+        With the outbox on (the default), the same fault, and the same fault three times in a
+        row: the relay's `retry` rows come 0.2 s, then 0.4 s, then 0.8 s after each publish.
         """
     )
     b.code(
         """
-        with_outbox = ss.compare(signup, faults=crash, seed=7)   # the default: outbox on
-        with_outbox.metrics.loc[["completed", "stalled", "latency_mean"]]
+        with_outbox = ss.compare(signup, faults=lost_event, seed=7)   # the default: outbox on
+        print(with_outbox.metrics.loc[["completed", "stalled"]])
+        three = ["{kind: drop, step: create_user, leg: reply, count: 3}"]
+        run = ss.simulate(signup, "choreography", faults=three, seed=7)
+        ev = run.events
+        print(run.outcome)
+        ev[ev["kind"].isin(["drop", "retry"])][["time", "kind", "source", "message", "detail"]]
+        """
+    )
+    b.md(
+        """
+        ### And a crash right after the commit?
+
+        A crash fault can fire between a service's commit and its send:
+        `{kind: crash, service: identity, when: after_commit, step: create_user, for: 1.0}`.
+        """
+    )
+    b.predict(
+        "Without the outbox, identity crashes right after creating the user, before its "
+        "message goes out, and restarts 1 s later. Does the saga stall?",
+        "No, in neither style: the message is lost, but the other side still holds a copy of "
+        "what triggered it. Orchestration: the coordinator times out and re-sends; the "
+        "restarted service answers from its idempotency record. Choreography: identity "
+        "crashed before it acknowledged the trigger, so the broker redelivers it after the "
+        "restart, and the idempotent consumer publishes the recorded outcome again. The "
+        "outbox only makes it sooner: its "
+        "relay sends the message the moment identity restarts.",
+    )
+    b.code(
+        """
+        crash = ["{kind: crash, service: identity, when: after_commit, step: create_user, "
+                 "for: 1.0}"]
+        rows = []
+        for outbox in (False, True):
+            sc = cw.variant(signup, policy={"outbox": outbox})
+            for style, r in ss.compare(sc, faults=crash, seed=7).runs.items():
+                rows.append((outbox, style, r.outcome, round(r.sagas.loc[0, "latency"], 3),
+                             int(r.sagas.loc[0, "timeouts"])))
+        pd.DataFrame(rows, columns=["outbox", "style", "outcome", "latency (s)", "timeouts"])
         """
     )
     b.md(
@@ -1111,8 +1209,10 @@ def nb04() -> Book:
         At-least-once delivery gives duplicates; an idempotent consumer remembers the business
         key of what it applied, in the same transaction as the effect. A late request after its
         compensation needs a barrier, and a compensation for something that never happened
-        must be recorded as a null compensation. A message that follows a commit must be
-        committed with it (the outbox), or a crash at the wrong moment loses it.
+        must be recorded as a null compensation. An event that follows a commit must be
+        committed with it and published until the broker acknowledges it (the outbox): the
+        broker can redeliver only what it received, and in a choreography nobody else waits
+        for the event.
         """
     )
     return b
@@ -1452,16 +1552,42 @@ def nb06() -> Book:
         matrix_figure(matrix, title="Sign-up: one fault at a time")
         """
     )
+    b.md(
+        """
+        With every safeguard on (the scenario's policy), no single fault leaves either style
+        stalled: a lost message is sent again by the coordinator's retry, the broker's
+        redelivery or the service's outbox relay. Count the outcomes:
+        """
+    )
+    b.code('matrix.groupby(["style", "outcome"]).size().unstack(fill_value=0)')
+    b.md(
+        """
+        Now switch one safeguard off, the outbox relay (`policy.outbox: false`), and run the
+        matrix again:
+        """
+    )
+    b.code(
+        """
+        bare = cw.variant(signup, policy={"outbox": False})
+        bare_matrix = ss.fault_matrix(bare, seed=7)
+        bare_matrix.groupby(["style", "outcome"]).size().unstack(fill_value=0)
+        """
+    )
     b.exercise(
         "06.stalled_points",
         """
-        stalled = ...   # a list of `point` values
+        stalled = ...   # a list of `point` values of bare_matrix
         cw.check("06.stalled_points", stalled)
         """,
         """
-        sel = (matrix["style"] == "choreography") & (matrix["outcome"] == "stalled")
-        stalled = matrix[sel]["point"].tolist()
+        sel = (bare_matrix["style"] == "choreography") & (bare_matrix["outcome"] == "stalled")
+        stalled = bare_matrix[sel]["point"].tolist()
+        print(stalled)
         cw.check("06.stalled_points", stalled)
+        """,
+        note="""
+        Why not `send_welcome_email/drop_reply`? The notifier, whose step is the last, declares
+        the saga completed when it commits: nobody needs its event.
         """,
     )
     b.exercise(
@@ -1500,6 +1626,19 @@ def nb06() -> Book:
         """
     )
     b.code("latency_ecdf_figure(mc.ecdf)")
+    b.md(
+        """
+        With the default policy both styles end the same shares of sagas completed and
+        compensated, and none stalled: the random losses cost time, not sagas. The same
+        Monte Carlo without the outbox relay:
+        """
+    )
+    b.code(
+        """
+        mc_off = ss.monte_carlo(bare, 2000, seed=1, executor="serial")
+        mc_off.outcomes
+        """
+    )
     b.exercise(
         "06.more_stalls",
         """
@@ -1507,7 +1646,7 @@ def nb06() -> Book:
         cw.check("06.more_stalls", more)
         """,
         """
-        stalled = mc.outcomes[mc.outcomes["outcome"] == "stalled"].set_index("style")
+        stalled = mc_off.outcomes[mc_off.outcomes["outcome"] == "stalled"].set_index("style")
         print(stalled[["share", "ci_low", "ci_high"]])
         more = stalled["share"].idxmax()
         cw.check("06.more_stalls", more)
@@ -1539,22 +1678,34 @@ def nb06() -> Book:
     )
     b.predict(
         "How will the share of completed sagas change as `network.loss` grows from 0 to 0.2, "
-        "in each style?",
-        "It falls in both, faster in choreography: a lost publish stalls a choreographed saga, "
-        "while the orchestrator re-sends after a timeout.",
+        "in each style: first with the default policy, then with the outbox off?",
+        "With the default policy it stays at 1.00 in both styles: the orchestrator re-sends "
+        "after a timeout, the broker redelivers what was not acknowledged, and the outbox "
+        "relay publishes again what the broker did not acknowledge; the losses cost time, "
+        "not sagas. With the outbox off, orchestration still stays at 1.00, but choreography "
+        "falls (0.94, 0.84 and 0.72 at a loss of 0.05, 0.1 and 0.2): every event lost on its "
+        "way to the broker stalls a saga.",
     )
     b.code(
         """
-        sweep = ss.sweep(signup, "network.loss", [0.0, 0.05, 0.1, 0.2], replications=5, seed=1,
-                         sagas=20, executor="serial")
-        summary = ss.summarize_sweep(sweep, "completed")
+        grid = [0.0, 0.05, 0.1, 0.2]
+        sweep = ss.sweep(signup, "network.loss", grid, replications=5, seed=1, sagas=20,
+                         executor="serial")
+        ss.summarize_sweep(sweep, "completed")
+        """
+    )
+    b.code(
+        """
+        sweep_off = ss.sweep(bare, "network.loss", grid, replications=5, seed=1, sagas=20,
+                             executor="serial")
+        summary = ss.summarize_sweep(sweep_off, "completed")
         summary
         """
     )
     b.code(
         """
         from saga_sim.viz.experiments import sweep_figure
-        sweep_figure(sweep, "completed", title="Completed share vs network loss")
+        sweep_figure(sweep_off, "completed", title="Completed share vs network loss, no outbox")
         """
     )
     b.exercise(
@@ -1564,7 +1715,7 @@ def nb06() -> Book:
         cw.check("06.completed_at_10pct_loss", share)
         """,
         """
-        row = summary[(summary["value"] == 0.1) & (summary["style"] == "orchestration")]
+        row = summary[(summary["value"] == 0.1) & (summary["style"] == "choreography")]
         share = float(row["mean"].iloc[0])
         cw.check("06.completed_at_10pct_loss", share)
         """,
@@ -1599,10 +1750,10 @@ def nb06() -> Book:
         """
         ## Summary
 
-        The fault matrix shows which single faults a design cannot survive (some no style can);
-        Monte Carlo says how often things go wrong, with intervals that tell you whether a
-        difference is real; sweeps show trends; shrinking turns a random failure into a minimal
-        test case.
+        The fault matrix shows which single faults a design cannot survive (some no style can,
+        others only once a safeguard is off); Monte Carlo says how often things go wrong, with
+        intervals that tell you whether a difference is real; sweeps show trends; shrinking
+        turns a random failure into a minimal test case.
         """
     )
     return b
@@ -1753,10 +1904,13 @@ def nb07() -> Book:
     )
     b.md(
         """
-        Two kinds of cell are expected whatever you do: a compensation that fails forever
-        leaves the saga inconsistent (nothing can undo that step: a human must), and in
-        choreography a lost result event (`drop_reply`) stalls the saga: it never reached the
-        broker and nobody is waiting for it (notebook 03). The rest is up to your design.
+        One kind of cell is expected whatever you do: a compensation that fails forever leaves
+        the saga inconsistent (nothing can undo that step: a human must). A lost result event
+        (`drop_reply`) costs only time with the default policy: the orchestrator asks again,
+        and in choreography the service's outbox relay publishes the event again. Switch the
+        outbox off (`policy.outbox: false`, notebook 04) and, in a line of steps, every
+        `drop_reply` cell but the last step's stalls the choreography: the broker never had
+        the event and nobody is waiting for it. The rest is up to your design.
 
         ## Make it survive
 

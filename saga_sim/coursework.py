@@ -579,10 +579,11 @@ def _fewer() -> str:
     "a dict {style: outcome}",
     _mapping(STYLES, _outcome),
     lambda g, e: (
-        "One style is right. In choreography, the 'reply' is the event the service publishes: "
-        "can the broker redeliver a message it never received?"
+        "One style is right. In choreography the 'reply' is the event the service publishes: "
+        "the broker never acknowledged it. What does the service's outbox relay do with an "
+        "event the broker did not acknowledge (`policy.outbox`, `policy.relay_timeout`)?"
         if sum(a == b for a, b in zip(g, e)) == 1
-        else "Who notices a missing reply in each style?"
+        else "Who sends a lost message again in each style?"
     ),
 )
 def _lost_reply() -> tuple:
@@ -630,9 +631,13 @@ def _who() -> str:
     return str(run.sagas.declared_by[0])
 
 
+_IDENTITY_DOWN = ["{kind: crash, service: identity, at: 0.01, for: 2.0}"]
+
+
 @_computed(
     "03.divergence_step",
-    "Sign-up, seed 7, lost create_user reply: at which step do the two styles' effects first "
+    "Sign-up, seed 7: the identity service is down from 0.01 s for 2 s (`{kind: crash, "
+    "service: identity, at: 0.01, for: 2.0}`). At which step do the two styles' effects first "
     "differ (`compare(...).divergence`)?",
     "a step name",
     _step_of("user_registration"),
@@ -641,7 +646,7 @@ def _who() -> str:
 def _div_step() -> str:
     from .run import compare
 
-    c = compare(bundled("user_registration"), _LOST_REPLY, seed=7)
+    c = compare(bundled("user_registration"), _IDENTITY_DOWN, seed=7)
     d = c.divergence
     text = d.orchestration + " " + d.choreography
     names = [s.name for s in bundled("user_registration").steps]
@@ -743,29 +748,25 @@ _hashed(
 )
 
 
-_CRASH_AFTER_COMMIT = [
-    "{kind: crash, service: identity, when: after_commit, step: create_user, for: 1.0}"
-]
-
-
 @_computed(
     "04.no_outbox",
-    "Sign-up with `policy.outbox: false`, seed 7: the identity service crashes right after "
-    "create_user commits, before its message goes out, and restarts 1 s later. What is the "
+    "Sign-up with `policy.outbox: false`, seed 7: the message that identity sends after "
+    "create_user commits is lost on its way (`{kind: drop, step: create_user, leg: reply}`: "
+    "the reply to the coordinator; in choreography the event to the broker). What is the "
     "outcome in each style?",
     "a dict {style: outcome}",
     _mapping(STYLES, _outcome),
     lambda g, e: (
-        "One style is right. After the restart, the broker redelivers the request; what does an "
-        "idempotent consumer do with a request it has already applied, and who then publishes "
-        "create_user.succeeded?"
+        "One style is right. Who holds a copy of the lost message, or of what triggered it: "
+        "the coordinator, the broker (which never received the event), the service's relay "
+        "(switched off here)?"
         if sum(a == b for a, b in zip(g, e)) == 1
         else "Who is waiting for the lost message in each style?"
     ),
 )
 def _no_outbox() -> tuple:
     sc = variant(bundled("user_registration"), policy={"outbox": False})
-    return tuple((st, simulate(sc, st, _CRASH_AFTER_COMMIT, seed=7).outcome) for st in STYLES)
+    return tuple((st, simulate(sc, st, _LOST_REPLY, seed=7).outcome) for st in STYLES)
 
 
 # --- 05 concurrent sagas ------------------------------------------------------------------------
@@ -940,9 +941,21 @@ def _matrix() -> pd.DataFrame:
     return fault_matrix(bundled("user_registration"), seed=7)
 
 
+def _no_outbox_signup() -> Scenario:
+    return variant(bundled("user_registration"), policy={"outbox": False})
+
+
+@cache
+def _bare_matrix() -> pd.DataFrame:
+    from .experiments import fault_matrix
+
+    return fault_matrix(_no_outbox_signup(), seed=7)
+
+
 @_computed(
     "06.stalled_points",
-    "In the sign-up's fault matrix (seed 7), which fault points leave the choreography stalled?",
+    "In the fault matrix of the sign-up with `policy.outbox: false` (seed 7), which fault "
+    "points leave the choreography stalled?",
     "a list of values of the `point` column",
     _str_set,
     lambda g, e: (
@@ -953,7 +966,7 @@ def _matrix() -> pd.DataFrame:
     ),
 )
 def _stalled_points() -> frozenset[str]:
-    m = _matrix()
+    m = _bare_matrix()
     sel = m[(m["style"] == "choreography") & (m["outcome"] == "stalled")]
     return frozenset(sel["point"])
 
@@ -982,7 +995,7 @@ def _unsurvivable() -> str:
 def _mc() -> Any:
     from .experiments import monte_carlo
 
-    return monte_carlo(bundled("user_registration"), 2000, seed=1, executor="serial")
+    return monte_carlo(_no_outbox_signup(), 2000, seed=1, executor="serial")
 
 
 def _stalled_row(style: str) -> pd.Series:
@@ -992,12 +1005,12 @@ def _stalled_row(style: str) -> pd.Series:
 
 @_computed(
     "06.more_stalls",
-    "Monte Carlo, sign-up, 2,000 sagas per style, seed 1, default rates: which style ends more "
-    "sagas stalled?",
+    "Monte Carlo, sign-up with `policy.outbox: false`, 2,000 sagas per style, seed 1, default "
+    "rates: which style ends more sagas stalled?",
     "a style",
     _style,
-    "Read the `stalled` rows of `mc.outcomes`. Which style can lose an event that nobody waits "
-    "for?",
+    "Read the `stalled` rows of `mc_off.outcomes`. Without the outbox relay, which style can "
+    "lose an event that nobody waits for?",
 )
 def _more_stalls() -> str:
     return max(STYLES, key=lambda st: _stalled_row(st)["share"])
@@ -1005,7 +1018,8 @@ def _more_stalls() -> str:
 
 @_computed(
     "06.intervals_overlap",
-    "Do the two styles' 95 % intervals for the stalled share overlap?",
+    "In that Monte Carlo (outbox off), do the two styles' 95 % intervals for the stalled share "
+    "overlap?",
     "True or False",
     _bool,
     "Compare `ci_low` and `ci_high` of the two `stalled` rows: do the ranges share any value?",
@@ -1020,7 +1034,7 @@ def _sweep() -> pd.DataFrame:
     from .experiments import sweep
 
     return sweep(
-        bundled("user_registration"),
+        _no_outbox_signup(),
         "network.loss",
         [0.0, 0.05, 0.1, 0.2],
         replications=5,
@@ -1032,11 +1046,12 @@ def _sweep() -> pd.DataFrame:
 
 @_computed(
     "06.completed_at_10pct_loss",
-    "Sweep of `network.loss` over 0, 0.05, 0.1, 0.2 (5 replications of 20 sagas, seed 1): the "
-    "mean share of orchestrated sagas that complete at a loss of 0.1 (within 0.01)?",
+    "Sweep of `network.loss` over 0, 0.05, 0.1, 0.2 on the sign-up with `policy.outbox: false` "
+    "(5 replications of 20 sagas, seed 1): the mean share of choreographed sagas that complete "
+    "at a loss of 0.1 (within 0.01)?",
     "a number between 0 and 1",
     _float,
-    "Use `ss.summarize_sweep(df, 'completed')` and pick the row for value 0.1 and orchestration "
+    "Use `ss.summarize_sweep(df, 'completed')` and pick the row for value 0.1 and choreography "
     "(a share, not a percentage).",
     tolerance=0.01,
 )
@@ -1044,7 +1059,7 @@ def _completed_at() -> float:
     from .experiments import summarize_sweep
 
     s = summarize_sweep(_sweep(), "completed")
-    row = s[(s["value"] == 0.1) & (s["style"] == "orchestration")]
+    row = s[(s["value"] == 0.1) & (s["style"] == "choreography")]
     return float(row["mean"].iloc[0])
 
 

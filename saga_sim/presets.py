@@ -44,13 +44,38 @@ def presets(scenario: Scenario) -> tuple[Preset, ...]:
     undo = next((s for s in steps if s.undoable), None)
     pivot_i = scenario.pivot_index
     late = steps[pivot_i] if pivot_i is not None else steps[-1]
+    # steps that run alongside the first one (neither waits for the other)
+    beside = [
+        s.name
+        for i, s in enumerate(steps)
+        if i > 0 and s.undoable and i not in scenario.descendants(0)
+    ]
+    if beside:
+        first_lesson = (
+            f"The very first step aborts while {', '.join(beside)} "
+            f"{'runs' if len(beside) == 1 else 'run'} alongside it: what "
+            "committed there is undone (or, not yet run, fenced by a null compensation); "
+            "both styles end compensated."
+        )
+    else:
+        first_lesson = (
+            "The very first step aborts: nothing has been committed yet, nothing to undo."
+        )
+    isolation = scenario.policy.isolation
+    racing = (
+        scenario.workload.sagas > 1
+        and any(s.data is not None for s in steps)
+        and not any(getattr(isolation, k) for k in _ISOLATION)
+    )
+    happy = "Every step commits: both styles complete; they differ only in messages and timing."
+    if racing:
+        happy = (
+            f"Every step commits, but the {scenario.workload.sagas} sagas race for shared data "
+            "with no isolation countermeasure on: lost updates and other anomalies leave sagas "
+            "inconsistent, in both styles (see the race lessons)."
+        )
     out = [
-        Preset(
-            "happy",
-            "No failure",
-            (),
-            "Every step commits: both styles complete; they differ only in messages and timing.",
-        ),
+        Preset("happy", "No failure", (), happy),
         Preset(
             "late_step_fails",
             f"{late.name} step fails",
@@ -62,7 +87,7 @@ def presets(scenario: Scenario) -> tuple[Preset, ...]:
             "first_step_fails",
             f"{steps[0].name} step fails",
             (f"{{kind: fail_step, step: {steps[0].name}}}",),
-            "The very first step aborts: nothing has been committed yet, nothing to undo.",
+            first_lesson,
         ),
     ]
     if undo is not None:
@@ -73,9 +98,10 @@ def presets(scenario: Scenario) -> tuple[Preset, ...]:
                 "service_down",
                 f"{label} down",
                 (f"{{kind: crash, service: {svc}, at: 0.01, for: 2.0}}",),
-                f"{svc} is down for 2 s. The orchestrator times out, retries, gives up and "
-                "compensates; in choreography the broker keeps the event until the service "
-                "comes back, and the saga completes late.",
+                f"{svc} is down for 2 s. A saga whose {undo.name} request finds it down: the "
+                "orchestrator times out, retries, gives up and compensates; in choreography "
+                "the broker keeps the event until the service comes back, and the saga "
+                "completes late.",
             ),
             Preset(
                 "reply_lost",
@@ -100,8 +126,11 @@ def presets(scenario: Scenario) -> tuple[Preset, ...]:
                 "partition",
                 f"network partition around {svc}",
                 (f'{{kind: partition, between: [{svc}, "*"], at: 0.01, for: 2.0}}',),
-                f"No message reaches {svc} for 2 s. Orchestration gives up and compensates; the "
-                "broker redelivers after the partition heals.",
+                f"No message reaches or leaves {svc} for 2 s. The orchestrator gives up and asks "
+                f"{svc} whether {undo.name} ran: a step that never ran is compensated around, "
+                "one that committed before the cut is found out once the partition heals and "
+                "the saga goes on. In choreography the broker redelivers after the partition "
+                "heals: the saga completes late.",
             ),
             Preset(
                 "duplicate",
@@ -121,6 +150,17 @@ def presets(scenario: Scenario) -> tuple[Preset, ...]:
             "orchestrator to crash.",
         )
     )
+    if racing:  # the race shows whatever the fault: say so, so the class does not blame it
+        aside = (
+            " (Here the concurrent sagas also race for shared data: expect isolation anomalies "
+            "besides, in both styles.)"
+        )
+        out = [
+            p
+            if p.key in ("happy", "first_step_fails")
+            else Preset(p.key, p.label, p.faults, p.lesson + aside)
+            for p in out
+        ]
     return tuple(out)
 
 
@@ -217,11 +257,12 @@ def lessons(scenario: Scenario) -> tuple[Lesson, ...]:
             (f"{{kind: drop, step: {target.name}, leg: reply}}",),
             (("outbox", False),),
             (("outbox", True),),
-            f"{target.service} commits {target.name} and publishes what follows, but the "
-            "message is lost on its way: without an outbox nobody sends it again. The "
-            "orchestrator times out and asks again (the idempotent service answers from its "
-            "record) and completes; in choreography the broker never had the event and the "
-            "trigger was already acknowledged: nobody is waiting, the saga stalls.",
+            f"{target.service} commits {target.name}, but the message that follows is lost on "
+            "its way (the reply to the orchestrator; in choreography the event to the broker). "
+            "The orchestrator times out and asks again (the idempotent service answers from "
+            "its record) and completes. In choreography, without an outbox nobody sends the "
+            "event again: the broker never had it and the trigger was already acknowledged, "
+            "so nobody is waiting: the saga stalls.",
             "With the transactional outbox the event was committed with the local change, and "
             "the relay publishes it until the broker acknowledges it: the lost copy is sent "
             "again, both styles complete.",

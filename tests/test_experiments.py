@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import saga_sim as ss
 from saga_sim import cli_experiments
+from saga_sim import coursework as cw
 from saga_sim.experiments import (
     FAULT_TYPES,
     derive_seed,
@@ -328,12 +329,16 @@ def test_shrink_is_the_same_in_a_process_pool(seed_sc) -> None:
     assert (pooled.faults, pooled.tries) == (serial.faults, serial.tries)
 
 
+def test_without_the_outbox_a_lost_result_event_stalls_the_choreography(seed_sc) -> None:
+    bare = ss.fault_matrix(cw.variant(seed_sc, policy={"outbox": False}), seed=3)
+    cell = bare.set_index(["point", "style"])
+    assert cell.loc[("create_user/drop_reply", "choreography"), "outcome"] == "stalled"
+    assert cell.loc[("create_user/drop_reply", "orchestration"), "outcome"] == "completed"
+
+
 def test_shrink_targets_an_outcome(seed_sc) -> None:
-    # without the outbox a lost publish stalls a choreography (with it, nothing heals-only does)
-    no_outbox = seed_sc.model_copy(
-        update={"policy": seed_sc.policy.model_copy(update={"outbox": False})}
-    )
-    found = ss.find_and_shrink(no_outbox, "choreography", seed=1, tries=300, outcome="stalled")
+    bare = cw.variant(seed_sc, policy={"outbox": False})  # with it, nothing stalls here
+    found = ss.find_and_shrink(bare, "choreography", seed=1, tries=300, outcome="stalled")
     assert found is not None
     assert (found.run.sagas["outcome"] == "stalled").any()
     with pytest.raises(ss.ScenarioError, match="invariant"):

@@ -162,3 +162,66 @@ def test_each_bundled_scenario_has_its_lessons():
     reasons = {x.key: x.reason for x in ss.lessons(scenario("user_registration"))}
     assert "shared data" in reasons["race"]
     assert "two compensatable steps" in reasons["parallel_compensation"]
+
+
+# --- presets: each preset's text says what the run shows, as the app runs it (seed 7, the
+# scenario's own workload), on every bundled scenario. Saga 1 is the one the faults hit.
+
+PRESET_CASES = [(name, p.key) for name in NAMES for p in ss.presets(scenario(name))]
+SAGA1 = {  # (orchestration, choreography) outcome of saga 1
+    "happy": ("completed", "completed"),
+    "late_step_fails": ("compensated", "compensated"),
+    "first_step_fails": ("compensated", "compensated"),
+    "service_down": (None, "completed"),
+    "reply_lost": ("completed", "completed"),
+    "compensation_fails": ("inconsistent", "inconsistent"),
+    "partition": (None, "completed"),
+    "duplicate": ("completed", "completed"),
+    "coordinator_crash": ("completed", "completed"),
+}
+
+
+def _committed(run: ss.Run, step: str, saga: int = 1) -> bool:
+    return any(e[2] == saga and e[3] == step and e[4] == "commit" for e in run.effects)
+
+
+@pytest.mark.parametrize("name,key", PRESET_CASES)
+def test_preset_text_matches_the_run(name, key):
+    sc = scenario(name)
+    (p,) = [x for x in ss.presets(sc) if x.key == key]
+    runs = ss.compare(sc, faults=list(p.faults), seed=7).runs
+    first = {style: str(runs[style].sagas["outcome"].iloc[0]) for style in ss.STYLES}
+    racing = "race for shared data" in ss.presets(sc)[0].lesson
+    if key == "happy" and racing:
+        for style in ss.STYLES:
+            assert "inconsistent" in outcomes(runs[style])
+            assert violations(runs[style]) & {"lost_update", "non_repeatable_read"}
+        return
+    if "race for shared data" in p.lesson:
+        assert set().union(*(violations(r) for r in runs.values())) & {
+            "lost_update",
+            "dirty_read",
+            "non_repeatable_read",
+        }
+    want = SAGA1[key]
+    undo = next(s for s in sc.steps if s.undoable)
+    if key in ("service_down", "partition"):
+        # the orchestrator compensates around the step unless it committed before the fault
+        want = ("completed" if _committed(runs[ORCH], undo.name) else "compensated", want[1])
+    assert (first[ORCH], first[CHOR]) == want, p.lesson
+    if not racing and key not in ("service_down", "partition"):
+        for style in ss.STYLES:  # every saga of the workload tells the same story
+            assert outcomes(runs[style]) == {want[ss.STYLES.index(style)]}, p.lesson
+    if key == "reply_lost":  # both recover, each by its own safeguard, each a little late
+        ev = runs[CHOR].events
+        relay = ev[(ev["kind"] == "retry") & (ev["source"] == undo.service)]
+        assert relay["detail"].str.contains("outbox relay").any()
+        assert int(runs[ORCH].sagas["timeouts"].iloc[0]) >= 1
+    if key == "first_step_fails" and "alongside" in p.lesson:
+        beside = p.lesson.split("while ", 1)[1].split(" runs", 1)[0].split(", ")
+        for style in ss.STYLES:
+            ops = {e[4] for e in runs[style].effects if e[2] == 1 and e[3] in beside}
+            assert ops & {"comp", "comp_null"}, (style, ops)
+    if key == "first_step_fails" and "nothing to undo" in p.lesson:
+        for style in ss.STYLES:
+            assert not [e for e in runs[style].effects if e[4] == "comp"]
