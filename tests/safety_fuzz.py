@@ -1,7 +1,9 @@
 """Run the safety search outside pytest: many examples, every distinct failure shrunk to a case.
 
-    python tests/safety_fuzz.py search --examples 5000 --out /tmp/safety   # collect signatures
-    python tests/safety_fuzz.py shrink --out /tmp/safety                   # one minimal case each
+    python -m tests.safety_fuzz search --examples 5000 --out /tmp/safety   # collect signatures
+    python -m tests.safety_fuzz shrink --out /tmp/safety                   # one minimal case each
+
+(from the repository's top folder, with the package installed)
 
 ``search`` draws examples from ``strategies.safety_cases`` (random, not derandomized), checks
 each with ``safety_oracle.check`` and appends every failure to ``<out>/failures.jsonl`` with the
@@ -14,16 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from hypothesis import HealthCheck, Phase, given, settings
-from safety_oracle import check, check_healthy
-from strategies import SafetyCase, safety_cases
+
+from tests.safety_oracle import check, check_healthy
+from tests.strategies import SafetyCase, safety_cases
 
 
 def _failures(case: SafetyCase) -> list:
