@@ -1,0 +1,205 @@
+"""Issue 11: every bad input gets its error (a field path and a sentence), never a traceback,
+and no input can hold a core or gigabytes. One reproduction per bug found by fuzzing."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+import pytest
+
+import saga_sim as ss
+from saga_sim.cli import main
+from saga_sim.scenario import MAX_PROBLEMS
+
+BASE = """\
+name: h
+services: {a: {}}
+steps:
+  - {name: s1, service: a, action: do, compensation: undo}
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ss.ScenarioError) as info:
+        ss.parse_scenario(text, source="f.yaml")
+    return [str(p) for p in info.value.problems]
+
+
+def one(text: str) -> str:
+    found = problems(text)
+    assert len(found) == 1, found
+    return found[0]
+
+
+# --- YAML that made the loader raise ------------------------------------------------------
+
+
+def test_an_unhashable_key_is_a_problem_with_its_line():
+    msg = one(BASE + "x: {[1, 2]: 3}\n")
+    assert "line 5" in msg and "key" in msg
+
+
+def test_an_integer_of_5000_digits_is_a_problem_with_its_line():
+    msg = one(BASE + "horizon: " + "9" * 5000 + "\n")
+    assert "line 5" in msg and "digits" in msg
+
+
+@pytest.mark.parametrize("opener", ["[", "{a: "])
+def test_deep_flow_nesting_is_a_problem_not_a_recursion_error(opener):
+    closer = "]" if opener == "[" else "}"
+    msg = one(BASE + "x: " + opener * 5000 + closer * 5000 + "\n")
+    assert "nest" in msg
+
+
+def test_deep_block_nesting_is_refused_too():
+    text = BASE + "".join("  " * i + f"k{i}:\n" for i in range(500)) + "  " * 500 + "v: 1\n"
+    assert "nest" in one(text)
+
+
+# --- templates in writes --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "template, words",
+    [
+        ("{saga.x}", "saga"),
+        ("{saga[0]}", "saga"),
+        ("{user}", "unknown field"),
+        ("{0}", "unknown field"),
+        ("{}", "unknown field"),
+        ("usr-{saga", "brace"),
+        ("usr-}", "brace"),
+        ("{saga:>4000000}", "width"),
+        ("{saga:.100000f}", "precision"),
+        ("{saga:q}", "format"),
+        ("{saga:s}", "format"),
+        ("{saga:{saga}}", "format"),
+        ("{saga!x}", "conversion"),
+    ],
+)
+def test_a_bad_template_in_writes_is_refused_at_load_time(template, words):
+    text = BASE.replace("undo}", f'undo, writes: {{k: "{template}"}}}}')
+    msg = one(text)
+    assert "steps[0].writes.k" in msg and words in msg
+
+
+@pytest.mark.parametrize("template", ["usr-{saga:04d}", "{saga}", "{{literal}}", "a{saga!r:>8}"])
+def test_good_templates_still_load_and_run(template):
+    text = BASE.replace("undo}", f'undo, writes: {{k: "{template}"}}}}')
+    sc = ss.parse_scenario(text)
+    run = ss.simulate(sc, "orchestration", seed=1)
+    assert run.outcome == "completed"
+
+
+# --- distributions --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "dist", ["{dist: lognormal, mean: 1, sd: 1e-200}", "{dist: lognormal, mean: 1e-300, sd: 1e6}"]
+)
+def test_a_lognormal_the_sampler_cannot_draw_from_is_refused(dist):
+    msg = one(BASE.replace("undo}", f"undo, duration: {dist}}}"))
+    assert "steps[0].duration" in msg and "sd" in msg and "draw from" in msg
+
+
+def test_exponent_notation_is_a_number_as_in_yaml_1_2():
+    sc = ss.parse_scenario(BASE + "horizon: 1e3\npolicy: {timeout: 5E-1}\n")
+    assert sc.horizon == 1000.0 and sc.policy.timeout == 0.5
+    assert "horizon" in one(BASE + "horizon: '1e3'\n")
+
+
+# --- text -----------------------------------------------------------------------------------
+
+
+def test_a_lone_surrogate_is_refused_with_its_path():
+    msg = one(BASE + 'title: "ok \\ud800"\n')
+    assert "title" in msg and "surrogate" in msg
+
+
+def test_a_lone_surrogate_in_a_key_is_refused_too():
+    msg = one(BASE.replace("{a: {}}", '{a: {data: {"\\udfff": 1}}}'))
+    assert "services.a.data" in msg and "surrogate" in msg
+
+
+def test_validate_reads_at_most_the_limit(capsys, tmp_path):
+    t0 = time.perf_counter()
+    assert main(["validate", "/dev/zero"]) == 2
+    assert time.perf_counter() - t0 < 5
+    err = capsys.readouterr().err
+    assert "1048576" in err and "Traceback" not in err
+
+
+def test_run_out_pointing_at_a_file_is_a_clear_error(capsys, tmp_path):
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    assert main(["run", "scenarios/user_registration.yaml", "--out", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "not a directory" in err
+
+
+# --- strict types ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra, path",
+    [
+        ("horizon: true", "horizon"),
+        ("horizon: '12'", "horizon"),
+        ("policy: {retries: '3'}", "policy.retries"),
+        ("policy: {retries: 3.0}", "policy.retries"),
+        ("policy: {idempotent: 1}", "policy.idempotent"),
+        ("policy: {idempotent: 'yes'}", "policy.idempotent"),
+        ("network: {loss: false}", "network.loss"),
+        ("workload: {sagas: true}", "workload.sagas"),
+        ("faults: [{kind: fail_step, step: s1, attempt: '2'}]", "faults[0].attempt"),
+    ],
+)
+def test_strings_and_booleans_are_not_numbers(extra, path):
+    msg = one(BASE + extra + "\n")
+    assert f"f.yaml: {path}:" in msg
+
+
+def test_ints_are_still_floats_and_bare_numbers_still_constants():
+    sc = ss.parse_scenario(
+        BASE.replace("undo}", "undo, duration: 0}")
+        + "horizon: 5\npolicy: {timeout: 1}\n"
+        + "faults: [{kind: partition, between: [a, coordinator], at: 0, for: 1}]\n"
+    )
+    assert sc.horizon == 5.0 and sc.policy.timeout == 1.0
+    assert sc.steps[0].duration.mean_value == 0
+
+
+# --- the list of problems -------------------------------------------------------------------
+
+
+def test_ten_thousand_unknown_keys_give_a_short_list():
+    text = BASE + "".join(f"k{i}: 1\n" for i in range(10_000))
+    with pytest.raises(ss.ScenarioError) as info:
+        ss.parse_scenario(text)
+    err = info.value
+    assert len(err.problems) <= MAX_PROBLEMS + 1
+    assert f"and {10_000 - MAX_PROBLEMS} more" in str(err.problems[-1])
+    assert len(str(err)) < 20_000
+
+
+def test_a_huge_value_is_shortened_in_its_message():
+    msg = one(BASE + "name: " + "X" * 500_000 + "\n")
+    assert len(msg) < 1000
+
+
+# --- budgets --------------------------------------------------------------------------------
+
+
+def bounded(fn, seconds: float, mib: float):
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        out = fn()
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    took = time.perf_counter() - t0
+    assert took < seconds, f"took {took:.1f} s"
+    assert peak < mib * 2**20, f"peaked at {peak / 2**20:.0f} MiB"
+    return out
