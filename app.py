@@ -25,11 +25,14 @@ import yaml
 import saga_sim as ss
 from saga_sim import viz
 from saga_sim.experiments import SWEEP_METRICS, get_param, param_paths
+from saga_sim.run import Budget
 from saga_sim.viz import experiments as vx
 
 ROOT = Path(__file__).resolve().parent
 SCENARIO_DIR = ROOT / "scenarios"
 MAX_SAGAS = 2000
+RUN_BUDGET = Budget(events=1_000_000, rows=500_000, seconds=10)
+"""The most work one style's run may do for a visitor (~200 MB of trace at most)."""
 DEFAULT_SCENARIO = "user_registration"
 CUSTOM = "custom"
 BADGE = {"completed": "green", "compensated": "orange", "inconsistent": "red", "stalled": "gray"}
@@ -116,14 +119,15 @@ def effective_yaml(base_yaml: str, knobs: tuple) -> str:
 def simulate_pair(yaml_text: str, faults: tuple[str, ...], seed: int, sagas: int | None) -> dict:
     """Run both styles (``ss.compare``) and keep only plain frames and values."""
     sc = parsed(yaml_text)
-    cmp = ss.compare(sc, faults=list(faults), seed=seed, sagas=sagas)
+    cmp = ss.compare(sc, faults=list(faults), seed=seed, sagas=sagas, budget=RUN_BUDGET)
     div = cmp.divergence
     return {
         "events": {s: r.events for s, r in cmp.runs.items()},
         "sagas": {s: r.sagas for s, r in cmp.runs.items()},
         "metrics": {s: r.metrics for s, r in cmp.runs.items()},
         "violations": {s: r.violations_frame() for s, r in cmp.runs.items()},
-        "notes": {s: list(r.notes) for s, r in cmp.runs.items()},
+        "notes": {s: [n for n in r.notes if n != r.stopped] for s, r in cmp.runs.items()},
+        "stopped": {s: r.stopped for s, r in cmp.runs.items()},
         "table": cmp.metrics,
         "sentence": cmp.sentence(),
         "divergence": None if div is None else (div.time, div.saga),
@@ -800,6 +804,8 @@ def summary(ctx: Context) -> None:
             c1.metric("latency" + (" (mean)" if n > 1 else ""), _fmt_ms(lat))
             c2.metric("messages", f"{m['messages']:,}")
             c3.metric("compensations", f"{m['compensations']:,}")
+            if res["stopped"][style]:
+                st.warning(f"Stopped early: {res['stopped'][style]}", icon=":material/timer_off:")
             for note in res["notes"][style]:
                 st.caption(f"Note: {note}")
     st.info(

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import time
 import tracemalloc
+from pathlib import Path
 
 import pytest
 
 import saga_sim as ss
 from saga_sim.cli import main
+from saga_sim.run import Budget
 from saga_sim.scenario import MAX_PROBLEMS
+
+ROOT = Path(__file__).resolve().parent.parent
 
 BASE = """\
 name: h
@@ -133,7 +137,7 @@ def test_validate_reads_at_most_the_limit(capsys, tmp_path):
 def test_run_out_pointing_at_a_file_is_a_clear_error(capsys, tmp_path):
     f = tmp_path / "a-file"
     f.write_text("x")
-    assert main(["run", "scenarios/user_registration.yaml", "--out", str(f)]) == 2
+    assert main(["run", str(ROOT / "scenarios/user_registration.yaml"), "--out", str(f)]) == 2
     err = capsys.readouterr().err
     assert "--out" in err and "not a directory" in err
 
@@ -203,3 +207,98 @@ def bounded(fn, seconds: float, mib: float):
     assert took < seconds, f"took {took:.1f} s"
     assert peak < mib * 2**20, f"peaked at {peak / 2**20:.0f} MiB"
     return out
+
+
+# --- work budgets ---------------------------------------------------------------------------
+
+SPIN = """\
+name: spin
+services: {a: {data: {x: 0}}}
+steps:
+  - {name: s, service: a, action: take, kind: retriable, duration: 0, data: {item: x, change: -1}}
+network: {latency: 0}
+policy: {retry_delay: 0, backoff: BACKOFF}
+"""
+
+
+@pytest.mark.parametrize(
+    "style, backoff", [("orchestration", 1), ("choreography", 1), ("orchestration", 2)]
+)
+def test_a_zero_time_loop_ends_the_run_with_a_finding(style, backoff):
+    sc = ss.parse_scenario(SPIN.replace("BACKOFF", str(backoff)))
+    run = bounded(lambda: ss.simulate(sc, style, seed=1), seconds=20, mib=300)
+    assert run.stopped is not None and "zero-time loop" in run.stopped
+    assert "retry_delay" in run.stopped and "'s'" in run.stopped
+    assert run.stopped in run.notes
+    assert run.sagas["believed"].iloc[0] == ""  # nobody declared the saga ended
+    assert run.events["time"].max() == 0.0
+
+
+@pytest.mark.parametrize(
+    "budget, words",
+    [
+        (Budget(events=20_000), "20000 events"),
+        (Budget(rows=5_000), "5000 trace rows"),
+        (Budget(seconds=0.2), "0.2 s"),
+    ],
+)
+def test_a_run_budget_stops_a_long_run_with_a_message(budget, words):
+    sc = ss.load_scenario(ROOT / "scenarios/order_fulfillment.yaml")
+    run = bounded(lambda: ss.simulate(sc, sagas=5_000, budget=budget), seconds=20, mib=300)
+    assert run.stopped is not None and words in run.stopped and "budget" in run.stopped
+    assert run.stopped in run.notes
+    if budget.rows is not None:
+        assert len(run.events) < budget.rows + 5_000
+
+
+def test_a_budget_large_enough_changes_nothing():
+    sc = ss.load_scenario(ROOT / "scenarios/order_fulfillment.yaml")
+    a = ss.simulate(sc, seed=3, sagas=20)
+    b = ss.simulate(sc, seed=3, sagas=20, budget=Budget(events=10**9, rows=10**9, seconds=600))
+    assert b.stopped is None
+    assert a.events.equals(b.events)
+
+
+def test_compare_takes_a_budget():
+    sc = ss.load_scenario(ROOT / "scenarios/order_fulfillment.yaml")
+    cmp = ss.compare(sc, sagas=5_000, budget=Budget(events=10_000))
+    assert all(r.stopped for r in cmp.runs.values())
+
+
+def test_the_worker_bomb_is_refused_naming_the_limit():
+    services = ", ".join(f"s{i}: {{workers: 1000}}" for i in range(400))
+    text = (
+        f"name: bomb\nservices: {{{services}}}\nsteps:\n  - {{name: x, service: s0, action: do}}\n"
+    )
+    msg = " ".join(bounded(lambda: problems(text), seconds=10, mib=200))
+    assert "MAX_SERVICES" in msg or "100" in msg
+    text = BASE.replace(
+        "{a: {}}", "{" + ", ".join(f"s{i}: {{workers: 1000}}" for i in range(50)) + "}"
+    )
+    text = text.replace("service: a", "service: s0")
+    msg = one(text)
+    assert "50000 workers" in msg and "10000" in msg
+
+
+def test_the_template_width_bomb_is_refused_in_bounded_time():
+    text = (
+        BASE.replace("undo}", 'undo, writes: {k: "{saga:>4000000}"}}') + "workload: {sagas: 40}\n"
+    )
+    msg = bounded(lambda: one(text), seconds=5, mib=50)
+    assert "width" in msg
+
+
+def test_the_app_shows_a_stopped_run_and_stays_usable():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    spin = SPIN.replace("BACKOFF", "1").encode()
+    t0 = time.perf_counter()
+    at.sidebar.file_uploader[0].set_value(("spin.yaml", spin, "application/yaml")).run()
+    assert time.perf_counter() - t0 < 60
+    assert not at.exception, [e.value for e in at.exception]
+    warnings = " ".join(w.value for w in at.warning)
+    assert "zero-time loop" in warnings
+    at.selectbox(key="scenario_choice").set_value("user_registration").run()
+    assert not at.exception
+    assert "zero-time loop" not in " ".join(w.value for w in at.warning)
