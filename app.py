@@ -26,6 +26,7 @@ import saga_sim as ss
 from saga_sim import viz
 from saga_sim.experiments import SWEEP_METRICS, get_param, param_paths
 from saga_sim.run import Budget
+from saga_sim.share import BOUNDS
 from saga_sim.viz import experiments as vx
 
 ROOT = Path(__file__).resolve().parent
@@ -159,11 +160,17 @@ class Context:
         return ["client", hub, *self.scenario.services]
 
 
+def widget_range(name: str) -> dict[str, Any]:
+    """A knob widget's min and max, from the one table the link codec uses too."""
+    b = BOUNDS[name]
+    return {"min_value": b.kind(b.low), "max_value": b.kind(b.high)}
+
+
 def scenario_defaults(sc: ss.Scenario) -> dict[str, Any]:
     """The knob values a scenario itself sets (every name of ``ss.KNOBS``)."""
     p = sc.policy
     iso = p.isolation
-    return {
+    knobs = {
         "latency_ms": round(sc.network.latency.mean_value * 1000, 3),
         "loss": float(sc.network.loss),
         "duplicate": float(sc.network.duplicate),
@@ -182,6 +189,12 @@ def scenario_defaults(sc: ss.Scenario) -> dict[str, Any]:
         "reread": bool(iso.reread),
         "version": bool(iso.version),
     }
+    # a widget cannot show a value outside its range (a scenario may set timeout: 1e-9): show
+    # the nearest; the run still uses the scenario's own value while the knob is untouched
+    for k, v in knobs.items():
+        if k in BOUNDS and not isinstance(v, bool):
+            knobs[k] = BOUNDS[k].clamp(k, v)[0]
+    return knobs
 
 
 def base_yaml() -> str:
@@ -240,6 +253,7 @@ def init_state() -> None:
             cfg = ss.decode_config(params, names)
         except ss.ScenarioError as err:
             problems += problem_lines(err)
+        st.session_state["notices"] = list(cfg.notices)
     if cfg.scenario_yaml is not None:
         try:
             parsed(cfg.scenario_yaml)
@@ -264,8 +278,9 @@ def init_state() -> None:
     sagas = cfg.sagas if cfg.sagas is not None else sc.workload.sagas
     if sagas > MAX_SAGAS:
         st.session_state["notices"] = [
+            *st.session_state.get("notices", []),
             f"The link asks for {sagas:,} sagas; the app runs at most {MAX_SAGAS:,} "
-            "(use the library or the CLI for more)."
+            "(use the library or the CLI for more).",
         ]
         sagas = MAX_SAGAS
     st.session_state["sagas"] = int(sagas)
@@ -460,7 +475,7 @@ def sidebar_scenario() -> None:
 def sidebar_run(sc: ss.Scenario) -> None:
     st.sidebar.subheader("Run")
     c1, c2 = st.sidebar.columns(2)
-    c1.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="seed")
+    c1.number_input("Seed", **widget_range("seed"), step=1, key="seed")
     c2.number_input(
         "Sagas",
         min_value=1,
@@ -474,13 +489,13 @@ def sidebar_run(sc: ss.Scenario) -> None:
         f"The scenario's workload: {sc.workload.sagas}."
     )
     with st.sidebar.expander("Network and policy"):
-        st.number_input(
-            "Mean network latency (ms)", min_value=0.0, max_value=10_000.0, key="latency_ms"
+        st.number_input("Mean network latency (ms)", **widget_range("latency_ms"), key="latency_ms")
+        st.slider("Message loss probability", **widget_range("loss"), key="loss", step=0.01)
+        st.slider(
+            "Duplication probability", **widget_range("duplicate"), key="duplicate", step=0.01
         )
-        st.slider("Message loss probability", 0.0, 0.5, key="loss", step=0.01)
-        st.slider("Duplication probability", 0.0, 0.5, key="duplicate", step=0.01)
-        st.number_input("Reply timeout (s)", min_value=0.001, max_value=600.0, key="timeout")
-        st.number_input("Retries after a timeout", min_value=0, max_value=100, key="retries")
+        st.number_input("Reply timeout (s)", **widget_range("timeout"), format="%g", key="timeout")
+        st.number_input("Retries after a timeout", **widget_range("retries"), key="retries")
 
 
 def sidebar_safeguards(sc: ss.Scenario) -> None:
@@ -511,15 +526,14 @@ def sidebar_safeguards(sc: ss.Scenario) -> None:
             help=key_of("compensation_order"),
         )
         why("compensation_order")
-        for name, low, high, step in (
-            ("redelivery", 0.0, 1e6, 0.5),
-            ("max_redeliveries", 0, 1000, 1),
-            ("compensation_retries", 0, 100, 1),
+        for name, step in (
+            ("redelivery", 0.5),
+            ("max_redeliveries", 1),
+            ("compensation_retries", 1),
         ):
             st.number_input(
                 SWITCH_LABELS[name],
-                min_value=low,
-                max_value=high,
+                **widget_range(name),
                 step=step,
                 key=name,
                 help=key_of(name),

@@ -302,3 +302,91 @@ def test_the_app_shows_a_stopped_run_and_stays_usable():
     at.selectbox(key="scenario_choice").set_value("user_registration").run()
     assert not at.exception
     assert "zero-time loop" not in " ".join(w.value for w in at.warning)
+
+
+# --- share links ----------------------------------------------------------------------------
+
+
+def link_problems(params: dict) -> list[str]:
+    with pytest.raises(ss.ScenarioError) as info:
+        bounded(lambda: ss.decode_config(params), seconds=5, mib=50)
+    return [str(p) for p in info.value.problems]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["[" * 5000, "{a: " * 3000, "{kind: drop, count: " + "9" * 5000 + "}", "{[1]: 2}"],
+)
+def test_a_fault_in_a_link_that_broke_the_decoder_is_a_problem(fault):
+    (msg,) = link_problems({"fault": [fault]})
+    assert "fault[0]" in msg and len(msg) < 500
+
+
+def test_a_5000_digit_seed_is_a_problem():
+    (msg,) = link_problems({"seed": "9" * 5000})
+    assert "seed" in msg and len(msg) < 300
+
+
+def test_links_carry_a_bounded_number_of_bounded_faults():
+    from saga_sim.share import MAX_LINK_FAULT_CHARS, MAX_LINK_FAULTS
+
+    many = ["{kind: fail_step, step: create_user}"] * 100_000
+    (msg,) = link_problems({"fault": many})
+    assert f"at most {MAX_LINK_FAULTS}" in msg
+    big = "{kind: fail_step, step: " + "x" * 10_000_000 + "}"
+    (msg,) = link_problems({"fault": [big]})
+    assert f"at most {MAX_LINK_FAULT_CHARS}" in msg
+
+
+def test_a_zlib_bomb_stops_inflating_at_the_limit():
+    import base64
+    import zlib
+
+    bomb = zlib.compress(b"a: " + b" " * 150_000_000, 9)
+    blob = base64.urlsafe_b64encode(bomb).decode().rstrip("=")
+    assert len(blob) < 200_000
+    (msg,) = bounded(lambda: link_problems({"yaml": blob}), seconds=5, mib=20)
+    assert "yaml" in msg and "1 MiB" in msg
+
+
+@pytest.mark.parametrize(
+    "key, raw, used",
+    [
+        ("seed", "3000000000", 2**31 - 1),
+        ("latency_ms", "5e10", 1e9),
+        ("loss", "1.5", 0.999),
+        ("timeout", "0", 1e-6),
+        ("retries", "1000", 100),
+        ("compensation_retries", "-1", 0),
+        ("redelivery", "1e9", 1e6),
+    ],
+)
+def test_a_value_out_of_range_is_reported_and_clamped_not_silently_replaced(key, raw, used):
+    from saga_sim.share import BOUNDS
+
+    cfg = ss.decode_config({key: raw})
+    assert getattr(cfg, key) == used
+    b = BOUNDS[key]
+    assert cfg.notices == (
+        f"{key} {raw} is out of range {b.show(b.low)} … {b.show(b.high)}; using {b.show(used)}",
+    )
+
+
+def test_the_app_widgets_take_their_ranges_from_the_one_table():
+    text = (ROOT / "app.py").read_text()
+    for literal in ("2**31 - 1", "10_000.0", "0.0, 0.5", "600.0"):
+        assert literal not in text
+
+
+def test_a_link_out_of_the_widgets_range_loads_and_says_what_it_used():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params.update({"loss": "0.9", "duplicate": "0.7", "seed": "3000000000"})
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    warnings = " ".join(w.value for w in at.warning)
+    assert "seed 3000000000 is out of range 0 … 2147483647; using 2147483647" in warnings
+    assert at.session_state["loss"] == 0.9 and at.session_state["seed"] == 2**31 - 1
+    at.button(key="preset_late_step_fails").click().run()
+    assert not at.exception
