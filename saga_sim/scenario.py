@@ -498,7 +498,11 @@ def _problems_from_validation(
 ) -> list[Problem]:
     problems: list[Problem] = []
     seen: set[tuple[str, str]] = set()
-    for e in err.errors(include_url=False):
+    errors = err.errors(include_url=False)
+    for k, e in enumerate(errors):
+        if len(problems) > MAX_PROBLEMS:  # the rest is only counted ("and K more")
+            problems += [Problem(file, "", "")] * (len(errors) - k)
+            break
         loc = tuple(e["loc"])
         etype = e["type"]
         if etype == "extra_forbidden":
@@ -655,8 +659,13 @@ def _surrogate_problems(data: Any, file: str, prefix: list[Any]) -> list[Problem
         return False
 
     todo: list[tuple[Any, list[Any]]] = [(data, prefix)]
+    visited: set[int] = set()  # YAML aliases share one object: walk it once (alias bombs)
     while todo and len(out) <= MAX_PROBLEMS:
         node, path = todo.pop()
+        if isinstance(node, (dict, list, tuple)):
+            if id(node) in visited:
+                continue
+            visited.add(id(node))
         if isinstance(node, str):
             if bad(node):
                 out.append(

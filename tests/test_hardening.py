@@ -390,3 +390,12 @@ def test_a_link_out_of_the_widgets_range_loads_and_says_what_it_used():
     assert at.session_state["loss"] == 0.9 and at.session_state["seed"] == 2**31 - 1
     at.button(key="preset_late_step_fails").click().run()
     assert not at.exception
+
+
+def test_an_alias_bomb_is_still_refused_quickly():
+    lol = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi")
+    )
+    found = bounded(lambda: problems(BASE + lol + "title: *i\n"), seconds=5, mib=50)
+    assert any("unknown key" in p for p in found)
