@@ -25,9 +25,13 @@ import saga_sim as ss
 from saga_sim import share, viz
 from saga_sim.bundled import scenario_text
 from saga_sim.experiments import SWEEP_METRICS, get_param, param_paths
+from saga_sim.run import Budget
+from saga_sim.share import BOUNDS
 from saga_sim.viz import experiments as vx
 
 MAX_SAGAS = 2000
+RUN_BUDGET = Budget(events=1_000_000, rows=500_000, seconds=10)
+"""The most work one style's run may do for a visitor (~200 MB of trace at most)."""
 DEFAULT_SCENARIO = "user_registration"
 CUSTOM = "custom"
 BADGE = {"completed": "green", "compensated": "orange", "inconsistent": "red", "stalled": "gray"}
@@ -114,14 +118,15 @@ def effective_yaml(base_yaml: str, knobs: tuple) -> str:
 def simulate_pair(yaml_text: str, faults: tuple[str, ...], seed: int, sagas: int | None) -> dict:
     """Run both styles (``ss.compare``) and keep only plain frames and values."""
     sc = parsed(yaml_text)
-    cmp = ss.compare(sc, faults=list(faults), seed=seed, sagas=sagas)
+    cmp = ss.compare(sc, faults=list(faults), seed=seed, sagas=sagas, budget=RUN_BUDGET)
     div = cmp.divergence
     return {
         "events": {s: r.events for s, r in cmp.runs.items()},
         "sagas": {s: r.sagas for s, r in cmp.runs.items()},
         "metrics": {s: r.metrics for s, r in cmp.runs.items()},
         "violations": {s: r.violations_frame() for s, r in cmp.runs.items()},
-        "notes": {s: list(r.notes) for s, r in cmp.runs.items()},
+        "notes": {s: [n for n in r.notes if n != r.stopped] for s, r in cmp.runs.items()},
+        "stopped": {s: r.stopped for s, r in cmp.runs.items()},
         "table": cmp.metrics,
         "sentence": cmp.sentence(),
         "divergence": None if div is None else (div.time, div.saga),
@@ -153,11 +158,17 @@ class Context:
         return ["client", hub, *self.scenario.services]
 
 
+def widget_range(name: str) -> dict[str, Any]:
+    """A knob widget's min and max, from the one table the link codec uses too."""
+    b = BOUNDS[name]
+    return {"min_value": b.kind(b.low), "max_value": b.kind(b.high)}
+
+
 def scenario_defaults(sc: ss.Scenario) -> dict[str, Any]:
     """The knob values a scenario itself sets (every name of ``share.KNOBS``)."""
     p = sc.policy
     iso = p.isolation
-    return {
+    knobs = {
         "latency_ms": round(sc.network.latency.mean_value * 1000, 3),
         "loss": float(sc.network.loss),
         "duplicate": float(sc.network.duplicate),
@@ -176,6 +187,12 @@ def scenario_defaults(sc: ss.Scenario) -> dict[str, Any]:
         "reread": bool(iso.reread),
         "version": bool(iso.version),
     }
+    # a widget cannot show a value outside its range (a scenario may set timeout: 1e-9): show
+    # the nearest; the run still uses the scenario's own value while the knob is untouched
+    for k, v in knobs.items():
+        if k in BOUNDS and not isinstance(v, bool):
+            knobs[k] = BOUNDS[k].clamp(k, v)[0]
+    return knobs
 
 
 def base_yaml() -> str:
@@ -234,6 +251,7 @@ def init_state() -> None:
             cfg = share.decode_config(params, names)
         except ss.ScenarioError as err:
             problems += problem_lines(err)
+        st.session_state["notices"] = list(cfg.notices)
     if cfg.scenario_yaml is not None:
         try:
             parsed(cfg.scenario_yaml)
@@ -258,8 +276,9 @@ def init_state() -> None:
     sagas = cfg.sagas if cfg.sagas is not None else sc.workload.sagas
     if sagas > MAX_SAGAS:
         st.session_state["notices"] = [
+            *st.session_state.get("notices", []),
             f"The link asks for {sagas:,} sagas; the app runs at most {MAX_SAGAS:,} "
-            "(use the library or the CLI for more)."
+            "(use the library or the CLI for more).",
         ]
         sagas = MAX_SAGAS
     st.session_state["sagas"] = int(sagas)
@@ -454,7 +473,7 @@ def sidebar_scenario() -> None:
 def sidebar_run(sc: ss.Scenario) -> None:
     st.sidebar.subheader("Run")
     c1, c2 = st.sidebar.columns(2)
-    c1.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="seed")
+    c1.number_input("Seed", **widget_range("seed"), step=1, key="seed")
     c2.number_input(
         "Sagas",
         min_value=1,
@@ -468,13 +487,13 @@ def sidebar_run(sc: ss.Scenario) -> None:
         f"The scenario's workload: {sc.workload.sagas}."
     )
     with st.sidebar.expander("Network and policy"):
-        st.number_input(
-            "Mean network latency (ms)", min_value=0.0, max_value=10_000.0, key="latency_ms"
+        st.number_input("Mean network latency (ms)", **widget_range("latency_ms"), key="latency_ms")
+        st.slider("Message loss probability", **widget_range("loss"), key="loss", step=0.01)
+        st.slider(
+            "Duplication probability", **widget_range("duplicate"), key="duplicate", step=0.01
         )
-        st.slider("Message loss probability", 0.0, 0.5, key="loss", step=0.01)
-        st.slider("Duplication probability", 0.0, 0.5, key="duplicate", step=0.01)
-        st.number_input("Reply timeout (s)", min_value=0.001, max_value=600.0, key="timeout")
-        st.number_input("Retries after a timeout", min_value=0, max_value=100, key="retries")
+        st.number_input("Reply timeout (s)", **widget_range("timeout"), format="%g", key="timeout")
+        st.number_input("Retries after a timeout", **widget_range("retries"), key="retries")
 
 
 def sidebar_safeguards(sc: ss.Scenario) -> None:
@@ -505,15 +524,14 @@ def sidebar_safeguards(sc: ss.Scenario) -> None:
             help=key_of("compensation_order"),
         )
         why("compensation_order")
-        for name, low, high, step in (
-            ("redelivery", 0.0, 1e6, 0.5),
-            ("max_redeliveries", 0, 1000, 1),
-            ("compensation_retries", 0, 100, 1),
+        for name, step in (
+            ("redelivery", 0.5),
+            ("max_redeliveries", 1),
+            ("compensation_retries", 1),
         ):
             st.number_input(
                 SWITCH_LABELS[name],
-                min_value=low,
-                max_value=high,
+                **widget_range(name),
                 step=step,
                 key=name,
                 help=key_of(name),
@@ -798,6 +816,8 @@ def summary(ctx: Context) -> None:
             c1.metric("latency" + (" (mean)" if n > 1 else ""), _fmt_ms(lat))
             c2.metric("messages", f"{m['messages']:,}")
             c3.metric("compensations", f"{m['compensations']:,}")
+            if res["stopped"][style]:
+                st.warning(f"Stopped early: {res['stopped'][style]}", icon=":material/timer_off:")
             for note in res["notes"][style]:
                 st.caption(f"Note: {note}")
     st.info(

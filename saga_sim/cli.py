@@ -15,7 +15,7 @@ from typing import Any
 
 from .cli_types import nonneg_int
 from .run import compare, simulate
-from .scenario import Scenario, ScenarioError, load_scenario, parse_faults
+from .scenario import Problem, Scenario, ScenarioError, load_scenario, parse_faults
 from .styles import STYLES
 
 __all__ = ["main"]
@@ -80,13 +80,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if sentence is not None:
         payload["divergence"] = sentence
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        import pandas as pd
-
-        pd.concat([r.events for r in runs.values()]).to_csv(out / "events.csv")
-        pd.concat([r.sagas for r in runs.values()]).to_csv(out / "sagas.csv", index=False)
-        (out / "run.json").write_text(json.dumps(payload, indent=2) + "\n")
+        _write_out(Path(args.out), runs, payload)
     if args.json:
         print(json.dumps(payload, indent=2))
         return 0
@@ -119,6 +113,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.out:
         print(f"\nwrote {args.out}/events.csv, sagas.csv, run.json")
     return 0
+
+
+def _write_out(out: Path, runs: dict[str, Any], payload: dict[str, Any]) -> None:
+    """Write the frames and the summary into the directory ``out`` (made if missing)."""
+    if out.exists() and not out.is_dir():
+        raise ScenarioError([Problem("--out", "", f"{out} exists and is not a directory")])
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        import pandas as pd
+
+        pd.concat([r.events for r in runs.values()]).to_csv(out / "events.csv")
+        pd.concat([r.sagas for r in runs.values()]).to_csv(out / "sagas.csv", index=False)
+        (out / "run.json").write_text(json.dumps(payload, indent=2) + "\n")
+    except OSError as exc:
+        where = exc.filename or out
+        raise ScenarioError(
+            [Problem("--out", "", f"cannot write {where}: {exc.strerror or exc}")]
+        ) from None
 
 
 def _seconds(text: str) -> float:

@@ -30,7 +30,8 @@ except ImportError:  # pragma: no cover - other Python versions
 
 
 class _Dist(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # strict: '0.02' and true are not numbers (an int still passes where a float goes)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     def sampler(self) -> Callable[[float], float]:  # pragma: no cover - overridden
         """A fast function u -> value, with the parameters folded in (for hot loops)."""
@@ -67,6 +68,33 @@ class Lognormal(_Dist):
     dist: Literal["lognormal"] = "lognormal"
     mean: float = Field(gt=0, le=1e6, description="mean, > 0")
     sd: float = Field(ge=0, le=1e6, description="standard deviation, >= 0")
+
+    @model_validator(mode="after")
+    def _drawable(self) -> Lognormal:
+        """The sampler needs a log-space sigma > 0 (when sd > 0) and finite draws."""
+        if self.sd == 0:
+            return self
+        try:
+            s2 = math.log1p((self.sd / self.mean) ** 2)
+        except OverflowError:
+            raise ValueError(
+                f"sd ({self.sd:g}) is too large beside the mean ({self.mean:g}) to draw from"
+            ) from None
+        if not s2 > 0:
+            raise ValueError(
+                f"sd ({self.sd:g}) is too small beside the mean ({self.mean:g}) to draw from; "
+                "use sd: 0 for a constant"
+            )
+        draw = self.sampler()
+        try:
+            ok = all(math.isfinite(draw(u)) for u in (0.0, 0.5, 1 - 1e-12))
+        except (OverflowError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"sd ({self.sd:g}) is too large beside the mean ({self.mean:g}) to draw from"
+            )
+        return self
 
     def sampler(self) -> Callable[[float], float]:
         if self.sd == 0:

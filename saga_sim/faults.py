@@ -33,7 +33,8 @@ SagaSel = Annotated[int, Field(ge=1)] | Literal["all"]
 
 
 class _Fault(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    # strict: '2' and true are not numbers (an int still passes where a float goes)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, strict=True)
 
     def applies_to(self, saga: int) -> bool:
         sel = getattr(self, "saga", "all")
@@ -153,7 +154,7 @@ class Partition(_Fault):
     """No message crosses between the two sides (node names, or ``*`` for every other node)."""
 
     kind: Literal["partition"] = "partition"
-    between: tuple[str, str]
+    between: tuple[str, str] = Field(strict=False)  # a YAML list is fine here
     at: float = Field(ge=0, le=1e7)
     duration: float = Field(alias="for", gt=0, le=1e7)
 

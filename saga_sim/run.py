@@ -22,7 +22,32 @@ from .styles import BUILDERS, STYLES
 from .trace import events_frame
 from .world import World
 
-__all__ = ["Comparison", "Divergence", "Run", "compare", "resolve_scenario", "simulate"]
+__all__ = [
+    "Budget",
+    "Comparison",
+    "Divergence",
+    "Run",
+    "compare",
+    "resolve_scenario",
+    "simulate",
+]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The most work one run may do; past any bound it stops, ``Run.stopped`` says why, and the
+    sagas still running end ``stalled``. ``None``: no bound.
+
+    Attributes:
+        events: simulation events processed (checked every 1,024 events).
+        rows: trace rows recorded (a run's memory is mostly its rows, ~0.4 KB each).
+        seconds: computing (wall-clock) seconds.
+    """
+
+    events: int | None = None
+    rows: int | None = None
+    seconds: float | None = None
+
 
 SAGA_COLUMNS: tuple[str, ...] = (
     "saga",
@@ -73,6 +98,8 @@ class Run:
         self.horizon = world.horizon
         self.n_sagas = world.n_sagas
         self.notes: tuple[str, ...] = tuple(world.notes)
+        self.stopped: str | None = world.stopped
+        """Why the run ended before its horizon (a zero-time loop, a spent budget), or None."""
         self.violations: tuple[Violation, ...] = tuple(violations)
         self.work: dict[str, int] = world.work()
         """Work counted while running: ``events`` scheduled, deadline ``timer_wakeups``, trace
@@ -288,6 +315,7 @@ def simulate(
     sagas: int | None = None,
     horizon: float | None = None,
     participants: Mapping[str, Any] | None = None,
+    budget: Budget | None = None,
 ) -> Run:
     """Simulate one style of a scenario.
 
@@ -305,6 +333,9 @@ def simulate(
             the commit point, what the step's local transaction does (see
             ``saga_sim.coursework.Participant``). They take over that step's built-in
             deduplication, barrier and null compensation.
+        budget: the most work the run may do (events, trace rows, seconds); past it the run
+            stops and ``Run.stopped`` says why. Whatever the budget, a zero-time loop (more
+            events at one instant than the scenario can legitimately make) stops the run.
 
     Returns:
         The finished ``Run``.
@@ -342,7 +373,17 @@ def simulate(
         for f in sc.faults
         if beyond(f)
     ]
-    world = World(sc, all_faults, seed, sagas=sagas, horizon=horizon, participants=participants)
+    if budget is not None and not isinstance(budget, Budget):
+        raise TypeError(f"budget must be a Budget, not {type(budget).__name__}")
+    world = World(
+        sc,
+        all_faults,
+        seed,
+        sagas=sagas,
+        horizon=horizon,
+        participants=participants,
+        budget=budget,
+    )
     world.notes.extend(notes)
     coordinator = BUILDERS[style](world)
     coordinator.run()
@@ -471,14 +512,17 @@ def compare(
     seed: int = 0,
     sagas: int | None = None,
     horizon: float | None = None,
+    budget: Budget | None = None,
 ) -> Comparison:
     """Run both styles on the same scenario, faults and seed (common random numbers).
+
+    Each style gets the whole ``budget``.
 
     Returns:
         A ``Comparison``: both runs, a metrics table, and where their effects first differ.
     """
     sc = resolve_scenario(scenario)
     extra = parse_faults(faults, sc) if faults is not None else ()
-    orch = simulate(sc, "orchestration", extra, seed, sagas, horizon)
-    chor = simulate(sc, "choreography", extra, seed, sagas, horizon)
+    orch = simulate(sc, "orchestration", extra, seed, sagas, horizon, budget=budget)
+    chor = simulate(sc, "choreography", extra, seed, sagas, horizon, budget=budget)
     return Comparison(orch, chor, _first_divergence(orch, chor))

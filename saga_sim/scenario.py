@@ -10,16 +10,26 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
+import string
 import types
 import typing
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from .bundled import bundled_scenarios, find_bundled
 from .distributions import Distribution, Exponential, Lognormal
@@ -27,6 +37,11 @@ from .faults import Crash, FailCompensation, Fault, MessageFault, Partition
 
 __all__ = [
     "MAX_FILE_BYTES",
+    "MAX_NESTING",
+    "MAX_PROBLEMS",
+    "MAX_SERVICES",
+    "MAX_TEMPLATE_WIDTH",
+    "MAX_TOTAL_WORKERS",
     "Isolation",
     "Network",
     "Policy",
@@ -43,13 +58,92 @@ __all__ = [
 ]
 
 MAX_FILE_BYTES = 1024 * 1024
+"""A scenario file or text is at most this many bytes (1 MiB)."""
+MAX_NESTING = 64
+"""YAML deeper than this many levels of mappings and lists is refused (a scenario needs ~6)."""
+MAX_INT_DIGITS = 30
+"""A YAML integer longer than this is refused before Python converts it."""
+MAX_PROBLEMS = 25
+"""An error lists at most this many problems, then says how many more there are."""
+MAX_SERVICES = 100
+"""A scenario has at most this many services."""
+MAX_TOTAL_WORKERS = 10_000
+"""The workers of all services together (each is a simulated process the run builds)."""
+MAX_TEMPLATE_WIDTH = 32
+"""The largest width or precision a format spec in ``writes`` may ask for."""
+MAX_WRITES = 32
+"""A step writes at most this many fields."""
 RESERVED_NODES = ("coordinator", "broker", "client")
 
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    # strict: '12' and true are not numbers, 1 is not true (ints still pass where floats go)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, strict=True)
+
+
+_SPEC = re.compile(
+    r"(?:(?P<fill>.)?(?P<align>[<>=^]))?(?P<sign>[-+ ])?z?#?0?(?P<width>\d+)?[,_]?"
+    r"(?:\.(?P<precision>\d+))?(?P<type>[a-zA-Z%])?\Z",
+    re.S,
+)
+_INT_TYPES = "dboxXeEfFgG%"
+
+
+def _check_template(template: str) -> str:
+    """A ``writes`` value: text in which ``{saga}`` (with a bounded format spec) is filled in."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(
+            f"unbalanced brace ({exc}); write {{{{ or }}}} for a literal brace"
+        ) from None
+    for _literal, field, spec, conversion in parts:
+        if field is None:
+            continue
+        if field != "saga":
+            if field.startswith(("saga.", "saga[")):
+                raise ValueError(
+                    f"only {{saga}} itself can be filled in, not {{{_short(field, 40)}}}"
+                )
+            raise ValueError(
+                f"unknown field {{{_short(field, 40)}}}; a template fills in only {{saga}} "
+                "(the saga number)"
+            )
+        if conversion not in (None, "r", "s", "a"):
+            raise ValueError(f"unknown conversion !{conversion} (use !r, !s, !a or none)")
+        spec = spec or ""
+        if "{" in spec or "}" in spec:
+            raise ValueError(f"the format spec {_short(spec, 40)!r} may not contain fields")
+        m = _SPEC.match(spec)
+        if m is None:
+            raise ValueError(f"the format spec {_short(spec, 40)!r} is not a valid format spec")
+        for what in ("width", "precision"):
+            v = m.group(what)
+            if v is not None and (len(v) > 4 or int(v) > MAX_TEMPLATE_WIDTH):
+                raise ValueError(
+                    f"the format spec {_short(spec, 40)!r} asks for a {what} of "
+                    f"{_short(v, 12)}; at most {MAX_TEMPLATE_WIDTH} is allowed"
+                )
+        kind = m.group("type")
+        allowed = "s" if conversion else _INT_TYPES
+        if kind is not None and kind not in allowed:
+            raise ValueError(
+                f"the format spec {spec!r} has format type {kind!r}, which a "
+                f"{'text' if conversion else 'saga number'} cannot take (allowed: "
+                f"{', '.join(allowed)})"
+            )
+    try:
+        template.format(saga=1)
+        template.format(saga=1_000_000)
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise ValueError(f"not a valid format: {exc}") from None
+    return template
+
+
+Template = Annotated[str, Field(max_length=1000), AfterValidator(_check_template)]
+"""A ``writes`` value, checked when the scenario loads (``{saga}`` and a bounded spec only)."""
 
 
 class Service(_Model):
@@ -57,8 +151,9 @@ class Service(_Model):
 
     description: str = ""
     workers: int = Field(default=4, ge=1, le=1000, description="concurrent local transactions")
-    data: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], int] = Field(
+    data: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)], int] = Field(
         default_factory=dict,
+        max_length=1000,
         description="shared items in this service's store and their "
         "initial values (sagas read and update them concurrently)",
     )
@@ -83,13 +178,18 @@ class Step(_Model):
     """One local transaction of the saga, owned by one service."""
 
     name: Name
-    service: str
+    service: Annotated[str, Field(max_length=64)]
     action: Name
     compensation: Name | None = None
     kind: Literal["compensatable", "pivot", "retriable"] = "compensatable"
     duration: Distribution = Exponential(mean=0.02)
     compensation_duration: Distribution | None = None
-    writes: dict[str, str] = Field(default_factory=dict)
+    writes: dict[Annotated[str, Field(max_length=64)], Template] = Field(
+        default_factory=dict,
+        max_length=MAX_WRITES,
+        description="fields the step writes; '{saga}' is replaced by the saga number "
+        "(a format spec such as '{saga:04d}' may follow)",
+    )
     after: list[str] | None = Field(
         default=None,
         description="steps that must commit before this one starts (default: the "
@@ -197,7 +297,9 @@ class Scenario(_Model):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)
     title: str = ""
     description: str = ""
-    services: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], Service]
+    services: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)], Service] = (
+        Field(max_length=MAX_SERVICES)
+    )
     steps: list[Step] = Field(min_length=1, max_length=100)
     network: Network = Network()
     policy: Policy = Policy()
@@ -288,10 +390,31 @@ class ScenarioError(ValueError):
     """A scenario or fault list is invalid; ``problems`` lists every problem found."""
 
     def __init__(self, problems: Iterable[Problem]):
-        self.problems: list[Problem] = list(problems)
-        n = len(self.problems)
+        found = [
+            p if len(p.message) <= _MAX_MESSAGE else replace(p, message=_short(p.message))
+            for p in problems
+        ]
+        n = len(found)
+        if n > MAX_PROBLEMS:
+            more = n - MAX_PROBLEMS
+            found = found[:MAX_PROBLEMS]
+            found.append(Problem(found[0].file, "", f"... and {more} more problems"))
+        self.problems: list[Problem] = found
+        self.total = n
         head = f"{n} problem{'s' if n != 1 else ''} found"
         super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+_MAX_MESSAGE = 2000
+
+
+def _short(value: Any, limit: int = _MAX_MESSAGE) -> str:
+    """``value`` as text of at most ``limit`` characters (the middle cut out)."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= limit:
+        return text
+    keep = max(limit - 30, 10)
+    return f"{text[: keep // 2]}...({len(text) - keep} characters)...{text[-(keep // 2) :]}"
 
 
 def _format_path(parts: Iterable[Any]) -> str:
@@ -383,15 +506,19 @@ def _problems_from_validation(
 ) -> list[Problem]:
     problems: list[Problem] = []
     seen: set[tuple[str, str]] = set()
-    for e in err.errors(include_url=False):
+    errors = err.errors(include_url=False)
+    for k, e in enumerate(errors):
+        if len(problems) > MAX_PROBLEMS:  # the rest is only counted ("and K more")
+            problems += [Problem(file, "", "")] * (len(errors) - k)
+            break
         loc = tuple(e["loc"])
         etype = e["type"]
         if etype == "extra_forbidden":
             parent_path, parent_tp = _resolve(loc[:-1], root)
             key = loc[-1]
             allowed = _allowed_keys(parent_tp)
-            msg = f"unknown key {key!r}"
-            close = difflib.get_close_matches(str(key), allowed, n=1)
+            msg = f"unknown key {_short(repr(key), 80)}"
+            close = difflib.get_close_matches(str(key)[:100], allowed, n=1)
             if close:
                 msg += f" (did you mean {close[0]!r}?)"
             if allowed:
@@ -405,7 +532,7 @@ def _problems_from_validation(
             elif etype == "string_pattern_mismatch":
                 pattern = e.get("ctx", {}).get("pattern", "")
                 rule = _PATTERN_RULES.get(pattern, f"must match {pattern}")
-                msg = f"{rule} (got {e['input']!r})"
+                msg = f"{rule} (got {_short(repr(e['input']), 80)})"
             elif etype in ("union_tag_invalid", "union_tag_not_found"):
                 ctx = e.get("ctx", {})
                 tag = ctx.get("discriminator", "kind").strip("'")
@@ -423,7 +550,7 @@ def _problems_from_validation(
                     and etype not in ("model_type", "dict_type")
                     and not isinstance(e["input"], (dict, list))
                 ):
-                    msg += f" (got {e['input']!r})"
+                    msg += f" (got {_short(repr(e['input']), 80)})"
         if prefix:
             path = prefix + (path if path.startswith("[") else "." + path if path else "")
         if (path, msg) not in seen:
@@ -437,25 +564,76 @@ def _problems_from_validation(
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses a key given twice in one mapping."""
+    """A safe loader that refuses a key given twice in one mapping, an unhashable key, an
+    integer too long to be a number of this model, and nesting deeper than ``MAX_NESTING``
+    (PyYAML composes nested nodes recursively: 1,000 levels of ``[`` overflow the stack)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"mappings and lists nest more than {MAX_NESTING} levels deep",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
     seen: dict[Any, Any] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"a mapping key must be a plain value, not a {type(key).__name__}",
+                key_node.start_mark,
+            ) from None
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+                None,
+                None,
+                f"key {_short(repr(key), 80)} appears twice in one mapping",
+                key_node.start_mark,
             )
         seen[key] = True
     return loader.construct_mapping(node, deep=deep)
 
 
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    if len(node.value) > MAX_INT_DIGITS:
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"an integer of {len(node.value)} digits; numbers here have at most "
+            f"{MAX_INT_DIGITS} digits",
+            node.start_mark,
+        )
+    return yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)
+
+
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+# YAML 1.1 (PyYAML) reads 1e6 and 1e-3 as text, which strict numbers would then refuse; read
+# them as numbers, as YAML 1.2 does (quoted, '1e6' stays text).
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
-def _load_yaml(text: str, file: str) -> Any:
+def load_yaml(text: str, file: str) -> Any:
+    """Parse YAML text with the scenario loader's limits; every failure is a ``ScenarioError``."""
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.MarkedYAMLError as exc:
@@ -464,7 +642,64 @@ def _load_yaml(text: str, file: str) -> Any:
         what = exc.problem or exc.context or "malformed YAML"
         raise ScenarioError([Problem(file, where, f"YAML syntax error: {what}")]) from None
     except yaml.YAMLError as exc:
-        raise ScenarioError([Problem(file, "", f"YAML syntax error: {exc}")]) from None
+        raise ScenarioError([Problem(file, "", f"YAML syntax error: {_short(exc, 300)}")]) from None
+    except (RecursionError, ValueError, TypeError, OverflowError) as exc:  # a last line of defence
+        raise ScenarioError(
+            [Problem(file, "", f"the YAML cannot be read: {_short(exc, 300)}")]
+        ) from None
+
+
+_load_yaml = load_yaml
+
+
+def _surrogate_problems(data: Any, file: str, prefix: list[Any]) -> list[Problem]:
+    """Text with a lone surrogate (``"\\ud800"``) is not Unicode: no file, page or CSV can hold
+    it, so every run would fail when it writes the text out. Walk the data and name each."""
+    out: list[Problem] = []
+
+    def bad(text: str) -> bool:
+        if text.isascii():
+            return False
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+
+    todo: list[tuple[Any, list[Any]]] = [(data, prefix)]
+    visited: set[int] = set()  # YAML aliases share one object: walk it once (alias bombs)
+    while todo and len(out) <= MAX_PROBLEMS:
+        node, path = todo.pop()
+        if isinstance(node, (dict, list, tuple)):
+            if id(node) in visited:
+                continue
+            visited.add(id(node))
+        if isinstance(node, str):
+            if bad(node):
+                out.append(
+                    Problem(
+                        file,
+                        _format_path(path),
+                        "contains a lone surrogate (an escape such as \\ud800 that is not a "
+                        "character); it is not valid Unicode text",
+                    )
+                )
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                if isinstance(k, str) and bad(k):
+                    out.append(
+                        Problem(
+                            file,
+                            _format_path(path),
+                            f"the key {_short(ascii(k), 60)} contains a lone surrogate; it is "
+                            "not valid Unicode text",
+                        )
+                    )
+                else:
+                    todo.append((v, [*path, k]))
+        elif isinstance(node, (list, tuple)):
+            todo.extend((v, [*path, i]) for i, v in enumerate(node))
+    return sorted(out, key=lambda p: p.path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -491,10 +726,14 @@ def _fault_problems(faults: Iterable[Any], sc: Scenario, file: str, prefix: str)
     out: list[Problem] = []
 
     def unknown(path: str, what: str, value: str, known: list[str]) -> None:
-        close = difflib.get_close_matches(value, known, n=1)
+        close = difflib.get_close_matches(value[:100], known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         out.append(
-            Problem(file, path, f"unknown {what} {value!r}{hint}; known: {', '.join(known)}")
+            Problem(
+                file,
+                path,
+                f"unknown {what} {_short(repr(value), 80)}{hint}; known: {', '.join(known)}",
+            )
         )
 
     for i, f in enumerate(faults):
@@ -604,6 +843,16 @@ def _reference_problems(sc: Scenario, file: str) -> list[Problem]:
                     f"{name!r} is reserved for the simulator's own node; choose another name",
                 )
             )
+    workers = sum(s.workers for s in sc.services.values())
+    if workers > MAX_TOTAL_WORKERS:
+        out.append(
+            Problem(
+                file,
+                "services",
+                f"the services have {workers} workers in all; a scenario may have at most "
+                f"{MAX_TOTAL_WORKERS} (MAX_TOTAL_WORKERS: each worker is a simulated process)",
+            )
+        )
     seen: dict[str, int] = {}
     phase = 0  # 0: compensatable, 1: after the pivot
     order = {"compensatable": 0, "pivot": 1, "retriable": 2}
@@ -686,7 +935,7 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
     Raises:
         ScenarioError: every problem found, each with its field path.
     """
-    if len(text.encode("utf-8", errors="replace")) > MAX_FILE_BYTES:
+    if len(text) > MAX_FILE_BYTES or len(text.encode("utf-8", errors="replace")) > MAX_FILE_BYTES:
         raise ScenarioError(
             [
                 Problem(
@@ -708,10 +957,17 @@ def scenario_from_dict(data: Any, source: str = "<scenario>") -> Scenario:
         raise ScenarioError(
             [Problem(source, "", f"a scenario must be a YAML mapping, but the document is {kind}")]
         )
+    problems = _surrogate_problems(data, source, [])
+    if problems:
+        raise ScenarioError(problems)
     try:
         sc = Scenario.model_validate(data)
     except ValidationError as err:
         raise ScenarioError(_problems_from_validation(err, source, Scenario, "")) from None
+    except RecursionError:  # a mapping built in Python, nested beyond the stack
+        raise ScenarioError(
+            [Problem(source, "", f"nested more than {MAX_NESTING} levels deep")]
+        ) from None
     problems = _reference_problems(sc, source)
     if problems:
         raise ScenarioError(problems)
@@ -732,7 +988,9 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
     if isinstance(path, str) and not p.exists() and (found := find_bundled(path)) is not None:
         return parse_scenario(found.read_text(encoding="utf-8"), name)
     try:
-        size = p.stat().st_size
+        # read at most the limit and one byte more, whatever stat says (/dev/zero has size 0)
+        with p.open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         why = f"cannot read the file: {exc.strerror}"
         if isinstance(exc, FileNotFoundError) and not ({"/", "\\"} & set(name)):
@@ -741,25 +999,23 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
                 f"(bundled: {', '.join(bundled_scenarios())})"
             )
         raise ScenarioError([Problem(name, "", why)]) from None
-    if size > MAX_FILE_BYTES:
+    if len(raw) > MAX_FILE_BYTES:
         raise ScenarioError(
             [
                 Problem(
                     name,
                     "",
-                    f"the file is {size} bytes; scenario files are "
+                    f"the file is larger than {MAX_FILE_BYTES} bytes; scenario files are "
                     f"limited to {MAX_FILE_BYTES} bytes (1 MiB)",
                 )
             ]
         )
     try:
-        text = p.read_text(encoding="utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ScenarioError(
             [Problem(name, "", f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})")]
         ) from None
-    except OSError as exc:
-        raise ScenarioError([Problem(name, "", f"cannot read the file: {exc.strerror}")]) from None
     return parse_scenario(text, name)
 
 
@@ -799,6 +1055,7 @@ def parse_faults(items: Any, scenario: Scenario, source: str = "faults") -> tupl
                 continue
         if isinstance(item, BaseModel):
             item = item.model_dump(by_alias=True)
+        problems += _surrogate_problems(item, source, [i])
         raw.append(item)
     if problems:
         raise ScenarioError(problems)

@@ -24,12 +24,24 @@ from urllib.parse import parse_qs, urlencode
 
 import yaml
 
-from .scenario import Problem, Scenario, ScenarioError, parse_faults, parse_scenario
+from .scenario import (
+    MAX_FILE_BYTES,
+    Problem,
+    Scenario,
+    ScenarioError,
+    load_yaml,
+    parse_faults,
+    parse_scenario,
+)
 
 __all__ = [
+    "BOUNDS",
     "KNOBS",
+    "MAX_LINK_FAULTS",
+    "MAX_LINK_FAULT_CHARS",
     "MAX_SHARED_SAGAS",
     "SAFEGUARDS",
+    "Bound",
     "RunConfig",
     "apply_knobs",
     "check_faults",
@@ -41,8 +53,13 @@ __all__ = [
 ]
 
 MAX_SHARED_SAGAS = 1_000_000
+MAX_LINK_FAULTS = 100
+"""A link carries at most this many ``fault=`` values."""
+MAX_LINK_FAULT_CHARS = 1000
+"""A ``fault=`` value is at most this many characters."""
 _SOURCE = "link"
 _MAX_YAML_PARAM = 200_000
+_MAX_NUMBER_CHARS = 40
 
 SAFEGUARDS: dict[str, tuple[str, str]] = {
     "idempotent": (
@@ -142,6 +159,8 @@ class RunConfig:
             version: the safeguard switches of ``SAFEGUARDS`` (``None``: as the scenario says;
             ``redelivery=0`` switches redelivery off).
         saga: the saga the timelines show.
+        notices: what decoding a link changed, one sentence each (a value out of range
+            and the value used instead).
     """
 
     scenario: str = "user_registration"
@@ -168,6 +187,7 @@ class RunConfig:
     version: bool | None = None
     saga: int = 1
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    notices: tuple[str, ...] = field(default=(), compare=False, hash=False)
 
     def knobs(self) -> tuple:
         """The knobs as a hashable tuple in ``KNOBS`` order (a cache key)."""
@@ -197,10 +217,22 @@ def _pack(text: str) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
+class _TooLarge(ValueError):
+    pass
+
+
 def _unpack(blob: str) -> str:
+    """Inflate a packed scenario, stopping at the scenario size limit (a zlib bomb inflates no
+    further than 1 MiB + 1 byte)."""
     pad = "=" * (-len(blob) % 4)
     raw = base64.urlsafe_b64decode(blob + pad)
-    return zlib.decompress(raw, bufsize=1 << 16).decode("utf-8")
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(raw, MAX_FILE_BYTES + 1)
+    if len(out) > MAX_FILE_BYTES or inflater.unconsumed_tail:
+        raise _TooLarge
+    if not inflater.eof:
+        raise ValueError("truncated")
+    return out.decode("utf-8")
 
 
 def _num(x: float) -> str:
@@ -258,18 +290,48 @@ def _many(params: Mapping[str, Any], key: str) -> list[str]:
     return [str(v)]
 
 
-_RANGES: dict[str, tuple[type, float, float, str]] = {
-    "seed": (int, 0, 2**63 - 1, "a whole number from 0"),
-    "sagas": (int, 1, MAX_SHARED_SAGAS, f"a whole number from 1 to {MAX_SHARED_SAGAS}"),
-    "latency_ms": (float, 0.0, 1e6, "milliseconds from 0 to 1000000"),
-    "loss": (float, 0.0, 0.99, "a probability from 0 to 0.99"),
-    "duplicate": (float, 0.0, 0.99, "a probability from 0 to 0.99"),
-    "timeout": (float, 1e-6, 1e6, "seconds, more than 0"),
-    "retries": (int, 0, 100, "a whole number from 0 to 100"),
-    "max_redeliveries": (int, 0, 1000, "a whole number from 0 to 1000"),
-    "compensation_retries": (int, 0, 100, "a whole number from 0 to 100"),
-    "saga": (int, 1, MAX_SHARED_SAGAS, "a saga number from 1"),
+@dataclass(frozen=True)
+class Bound:
+    """The range of a numeric link parameter, which the app's widget uses too."""
+
+    kind: type  # int or float
+    low: float
+    high: float
+    what: str  # "a whole number", "seconds", ...
+
+    def clamp(self, name: str, value: float, raw: str | None = None) -> tuple[float, str | None]:
+        """``value`` moved into the range, and the sentence saying so (None when it was in)."""
+        if self.low <= value <= self.high:
+            return value, None
+        v = self.kind(self.low if value < self.low else self.high)
+        shown = raw if raw is not None else self.show(value)
+        return v, (
+            f"{name} {_shorten(shown)} is out of range {self.show(self.low)} … "
+            f"{self.show(self.high)}; using {self.show(v)}"
+        )
+
+    def show(self, x: float) -> str:
+        """A bound or value as the link would write it."""
+        return str(int(x)) if self.kind is int else f"{x:g}"
+
+
+BOUNDS: dict[str, Bound] = {
+    "seed": Bound(int, 0, 2**31 - 1, "a whole number"),
+    "sagas": Bound(int, 1, MAX_SHARED_SAGAS, "a whole number"),
+    "latency_ms": Bound(float, 0.0, 1e9, "milliseconds"),
+    "loss": Bound(float, 0.0, 0.999, "a probability"),
+    "duplicate": Bound(float, 0.0, 0.999, "a probability"),
+    "timeout": Bound(float, 1e-6, 1e6, "seconds"),
+    "retries": Bound(int, 0, 100, "a whole number"),
+    "redelivery": Bound(float, 0.0, 1e6, "seconds, or off"),
+    "max_redeliveries": Bound(int, 0, 1000, "a whole number"),
+    "compensation_retries": Bound(int, 0, 100, "a whole number"),
+    "saga": Bound(int, 1, MAX_SHARED_SAGAS, "a saga number"),
 }
+"""The one table of numeric bounds: the link codec clamps to it (and says so), the app's
+widgets take their min and max from it."""
+
+_RANGES = {k: b for k, b in BOUNDS.items() if k != "redelivery"}
 
 
 def decode_config(
@@ -289,21 +351,19 @@ def decode_config(
         ScenarioError: every problem found, each naming its parameter.
     """
     problems: list[Problem] = []
+    notices: list[str] = []
     values: dict[str, Any] = {}
-    for key, (typ, lo, hi, what) in _RANGES.items():
+    for key, bound in _RANGES.items():
         raw = _one(params, key)
         if raw is None or raw == "":
             continue
-        try:
-            v = int(raw) if typ is int else float(raw)
-            if typ is float and not math.isfinite(v):
-                raise ValueError
-        except ValueError:
-            problems.append(Problem(_SOURCE, key, f"must be {what} (got {raw!r})"))
+        v = _number(raw, bound)
+        if v is None:
+            problems.append(Problem(_SOURCE, key, f"must be {bound.what} (got {_shorten(raw)!r})"))
             continue
-        if not lo <= v <= hi:
-            problems.append(Problem(_SOURCE, key, f"must be {what} (got {raw!r})"))
-            continue
+        v, notice = bound.clamp(key, v, raw)
+        if notice:
+            notices.append(notice)
         values[key] = v
     for key in _BOOL_KNOBS:
         raw = _one(params, key)
@@ -328,19 +388,19 @@ def decode_config(
         if raw.lower() in _FALSE:
             values["redelivery"] = 0.0
         else:
-            try:
-                v = float(raw)
-                if not (math.isfinite(v) and 0 <= v <= 1e6):
-                    raise ValueError
-                values["redelivery"] = v
-            except ValueError:
+            bound = BOUNDS["redelivery"]
+            v = _number(raw, bound)
+            if v is None:
                 problems.append(
                     Problem(
-                        _SOURCE,
-                        "redelivery",
-                        f"must be seconds from 0 to 1000000, or off (got {raw!r})",
+                        _SOURCE, "redelivery", f"must be seconds, or off (got {_shorten(raw)!r})"
                     )
                 )
+            else:
+                v, notice = bound.clamp("redelivery", v, raw)
+                if notice:
+                    notices.append(notice)
+                values["redelivery"] = v
     name = _one(params, "scenario")
     blob = _one(params, "yaml")
     if blob:
@@ -350,6 +410,15 @@ def decode_config(
             try:
                 values["scenario_yaml"] = _unpack(blob)
                 values["scenario"] = "custom"
+            except _TooLarge:
+                problems.append(
+                    Problem(
+                        _SOURCE,
+                        "yaml",
+                        f"the scenario in the link inflates to more than {MAX_FILE_BYTES} bytes "
+                        "(1 MiB); scenario files are limited to that",
+                    )
+                )
             except (binascii.Error, zlib.error, UnicodeDecodeError, ValueError):
                 problems.append(
                     Problem(_SOURCE, "yaml", "is not a scenario packed by saga-sim (damaged link?)")
@@ -366,23 +435,70 @@ def decode_config(
         else:
             values["scenario"] = name
     faults = []
-    for i, text in enumerate(_many(params, "fault")):
+    texts = _many(params, "fault")
+    if len(texts) > MAX_LINK_FAULTS:
+        problems.append(
+            Problem(
+                _SOURCE,
+                "fault",
+                f"the link has {len(texts)} faults; a link carries at most {MAX_LINK_FAULTS}",
+            )
+        )
+        texts = []
+    for i, text in enumerate(texts):
+        if len(text) > MAX_LINK_FAULT_CHARS:
+            problems.append(
+                Problem(
+                    _SOURCE,
+                    f"fault[{i}]",
+                    f"is {len(text)} characters long; a fault in a link has at most "
+                    f"{MAX_LINK_FAULT_CHARS}",
+                )
+            )
+            continue
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError:
-            problems.append(Problem(_SOURCE, f"fault[{i}]", f"is not a YAML mapping: {text!r}"))
+            data = load_yaml(text, f"fault[{i}]")
+        except ScenarioError as err:
+            why = err.problems[0].message if err.problems else "malformed"
+            problems.append(
+                Problem(
+                    _SOURCE, f"fault[{i}]", f"is not a YAML mapping ({why}): {_shorten(text)!r}"
+                )
+            )
             continue
         if not isinstance(data, dict) or "kind" not in data:
             problems.append(
-                Problem(_SOURCE, f"fault[{i}]", f"must be a mapping with a kind: {text!r}")
+                Problem(
+                    _SOURCE, f"fault[{i}]", f"must be a mapping with a kind: {_shorten(text)!r}"
+                )
             )
             continue
         faults.append(text)
-    if problems:
+    if problems:  # the link is not used: a value out of range is one more problem with it
+        for n in notices:
+            problems.append(Problem(_SOURCE, n.split(" ", 1)[0], n.split("; using")[0]))
         raise ScenarioError(problems)
     known = {"scenario", "yaml", "fault", *_RANGES, *KNOBS}
-    extra = {k: _one(params, k) or "" for k in params if k not in known}
-    return RunConfig(faults=tuple(faults), extra=extra, **values)
+    extra = {k: _shorten(_one(params, k) or "", 1000) for k in list(params)[:100] if k not in known}
+    return RunConfig(faults=tuple(faults), extra=extra, notices=tuple(notices), **values)
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _number(raw: str, bound: Bound) -> float | None:
+    """``raw`` read as the bound's kind of number, or None when it is not one (or too long to
+    be one: a 5,000-digit number is not converted)."""
+    if len(raw) > _MAX_NUMBER_CHARS:
+        return None
+    try:
+        v = int(raw) if bound.kind is int else float(raw)
+    except ValueError:
+        return None
+    if bound.kind is float and not math.isfinite(v):
+        return None
+    return v
 
 
 def config_to_query_string(cfg: RunConfig) -> str:

@@ -55,9 +55,9 @@ def test_defaults_stay_out_of_the_link():
     [
         ({"idempotent": "maybe"}, "idempotent"),
         ({"compensation_order": "random"}, "compensation_order"),
-        ({"redelivery": "-1"}, "redelivery"),
+        ({"redelivery": "soon"}, "redelivery"),
         ({"max_redeliveries": "x"}, "max_redeliveries"),
-        ({"compensation_retries": "1000"}, "compensation_retries"),
+        ({"compensation_retries": "1e3"}, "compensation_retries"),
     ],
 )
 def test_a_bad_switch_in_a_link_names_its_parameter(params, field):

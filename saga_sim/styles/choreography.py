@@ -414,7 +414,10 @@ class Choreography:
 
     def _backoff(self, svc: Service, saga: int, i: int, name: str, attempt: int) -> Generator:
         pol = svc.world.scenario.policy
-        wait = pol.retry_delay * pol.backoff ** (attempt - 1)
+        try:
+            wait = pol.retry_delay * pol.backoff ** (attempt - 1)
+        except OverflowError:  # a retriable step's ~1,000th try: past any horizon
+            wait = 0.0 if pol.retry_delay == 0 else float("inf")
         svc.world.retries[saga] += 1
         svc.world.tracer.emit(
             "retry",

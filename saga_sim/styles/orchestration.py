@@ -454,7 +454,10 @@ class Coordinator(Node):
                     f"{why} after {attempt} attempt(s): given up",
                 )
                 return res
-            wait = pol.retry_delay * pol.backoff ** (attempt - 1)
+            try:
+                wait = pol.retry_delay * pol.backoff ** (attempt - 1)
+            except OverflowError:  # a retriable step's ~1,000th try: past any horizon
+                wait = 0.0 if pol.retry_delay == 0 else float("inf")
             self.world.retries[saga] += 1
             self._t(
                 "retry",

@@ -7,6 +7,9 @@ processes, and runs the clock to the horizon.
 
 from __future__ import annotations
 
+import math
+import time
+from collections import Counter
 from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +25,19 @@ from .service import Service, compile_step_faults
 from .streams import ARRIVAL, Streams
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..run import Budget
     from ..scenario import Scenario
 
-__all__ = ["DEFAULT_TAIL", "World"]
+__all__ = ["DEFAULT_TAIL", "LIVELOCK_BASE", "World"]
 
 DEFAULT_TAIL = 60.0
 """Seconds of simulated time after the last arrival when the scenario sets no horizon."""
+
+LIVELOCK_BASE = 20_000
+"""Events at one simulated instant beyond which a run is a zero-time loop (plus an allowance
+that grows with sagas, steps and retries, see ``World.max_events_per_instant``)."""
+
+_BATCH = 1024  # events between two checks of the clock and the budget
 
 
 class World:
@@ -41,8 +51,11 @@ class World:
         sagas: int | None = None,
         horizon: float | None = None,
         participants: Mapping[str, Any] | None = None,
+        budget: Budget | None = None,
     ):
         self.scenario = scenario
+        self.budget = budget
+        self.stopped: str | None = None  # why the run ended before its horizon, if it did
         self.faults = list(faults)
         self.seed = seed
         self.env = simpy.Environment()
@@ -166,4 +179,83 @@ class World:
                     )
                 else:
                     env.process(self._crash(node, f.at, f.duration, describe_fault(f)))
-        env.run(until=self.horizon)
+        self._run_clock()
+
+    @property
+    def max_events_per_instant(self) -> int:
+        """The most events one simulated instant may hold before the run counts as a zero-time
+        loop: generous for sagas that legitimately all run at once (every retry at no delay)."""
+        pol = self.scenario.policy
+        tries = pol.retries + pol.compensation_retries + 2
+        return LIVELOCK_BASE + 20 * self.n_sagas * len(self.scenario.steps) * tries
+
+    def _run_clock(self) -> None:
+        """``env.run(until=horizon)`` in batches of ``_BATCH`` events, counting between them: a
+        zero-time loop or a spent budget ends the run with ``stopped`` saying why (and a note),
+        not a hang. The stop event is the one ``env.run`` schedules (urgent, at the horizon), so
+        the trace is the same event for event."""
+        env = self.env
+        stop = simpy.Event(env)
+        stop._ok, stop._value = True, None
+        env.schedule(stop, simpy.events.URGENT, self.horizon - env.now)
+        stop.callbacks.append(simpy.core.StopSimulation.callback)
+        rows = self.tracer.rows
+        b = self.budget
+        max_events = b.events if b is not None and b.events is not None else math.inf
+        max_rows = b.rows if b is not None and b.rows is not None else math.inf
+        deadline = time.perf_counter() + b.seconds if b is not None and b.seconds else math.inf
+        per_instant = self.max_events_per_instant
+        step = env.step
+        batch = range(_BATCH)
+        done, now, same = 0, -1.0, 0
+        try:
+            while True:
+                for _ in batch:
+                    step()
+                done += _BATCH
+                if env.now != now:  # time moved during the batch
+                    now, same = env.now, 0
+                else:  # every event of the batch happened at this instant
+                    same += _BATCH
+                    if same > per_instant:
+                        return self._stop(self._livelock_finding(per_instant))
+                if done >= max_events:
+                    return self._stop(
+                        f"the run stopped at {now:.3f} s: it used its budget of {max_events} events"
+                    )
+                if len(rows) > max_rows:
+                    return self._stop(
+                        f"the run stopped at {now:.3f} s: it used its budget of {max_rows} "
+                        "trace rows"
+                    )
+                if time.perf_counter() > deadline:
+                    return self._stop(
+                        f"the run stopped at {now:.3f} s (simulated): it used its budget of "
+                        f"{b.seconds:g} s of computing time"
+                    )
+        except simpy.core.StopSimulation:
+            return None
+
+    def _stop(self, why: str) -> None:
+        self.stopped = why
+        self.notes.append(why)
+
+    def _livelock_finding(self, limit: int) -> str:
+        """Say what loops, from the most common kind of event among the last rows."""
+        tail = self.tracer.rows[-2000:]
+        common = Counter((r[2], r[5]) for r in tail if r[5]).most_common(1)
+        what = ""
+        if common:
+            (kind, step), _n = common[0]
+            what = f" Most of the last events are {kind!r} of step {step!r}."
+        pol = self.scenario.policy
+        hint = (
+            " A step retried with no delay (policy.retry_delay is 0) that takes no time and never "
+            "succeeds loops forever: give the retry a delay, or the step or the network a duration."
+            if pol.retry_delay == 0
+            else " Something is rescheduled with no delay: give the step or the network a duration."
+        )
+        return (
+            f"the run stopped at {self.env.now:.3f} s: more than {limit} events happened at this "
+            f"one instant without the simulated clock moving (a zero-time loop).{what}{hint}"
+        )
