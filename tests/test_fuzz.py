@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import saga_sim as ss
+from saga_sim import share
 from saga_sim.cli import main
 from saga_sim.scenario import MAX_PROBLEMS
 from saga_sim.share import check_faults
@@ -131,7 +132,7 @@ def test_python_m_saga_sim_run_stops_a_zero_time_loop(tmp_path):
 def test_decode_config_gives_a_config_or_problems(name, params):
     try:
         size = sum(len(x) for v in params.values() for x in v)
-        cfg = bounded(lambda: ss.decode_config(params, ["user_registration"]), size)
+        cfg = bounded(lambda: share.decode_config(params, ["user_registration"]), size)
     except ss.ScenarioError as err:
         check_error(err, "link")
         return

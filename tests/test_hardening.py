@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import saga_sim as ss
+from saga_sim import share
 from saga_sim.cli import main
 from saga_sim.run import Budget
 from saga_sim.scenario import MAX_PROBLEMS
@@ -309,7 +310,7 @@ def test_the_app_shows_a_stopped_run_and_stays_usable():
 
 def link_problems(params: dict) -> list[str]:
     with pytest.raises(ss.ScenarioError) as info:
-        bounded(lambda: ss.decode_config(params), seconds=5, mib=50)
+        bounded(lambda: share.decode_config(params), seconds=5, mib=50)
     return [str(p) for p in info.value.problems]
 
 
@@ -364,7 +365,7 @@ def test_a_zlib_bomb_stops_inflating_at_the_limit():
 def test_a_value_out_of_range_is_reported_and_clamped_not_silently_replaced(key, raw, used):
     from saga_sim.share import BOUNDS
 
-    cfg = ss.decode_config({key: raw})
+    cfg = share.decode_config({key: raw})
     assert getattr(cfg, key) == used
     b = BOUNDS[key]
     assert cfg.notices == (
